@@ -1,0 +1,154 @@
+/*
+ * libprotood: out-of-distribution detection with prototype-based hyperspherical embeddings.
+ *
+ * This header is the manual. Conventions (docs/conventions.md):
+ *   - Every function that can fail returns a protood_status: PROTOOD_OK (0) or a negative code.
+ *     On failure it writes nothing to its outputs, leaves its handle exactly as it was, and
+ *     protood_last_error() tells this thread which function, argument and value were at fault.
+ *   - Matrices are contiguous row-major float32; counts and dimensions are int64_t; labels are
+ *     int32_t in [0, n_classes). Outputs are allocated by the caller; the library never returns
+ *     heap memory for the caller to free.
+ *   - Threads: functions taking a const handle may be called on the same handle from several
+ *     threads at once; functions taking a non-const handle need exclusive access to it.
+ *   - The library never prints, aborts or exits.
+ *
+ * Plain C99, no static inline, no varargs, no enums or bool in signatures: binds as is from
+ * C++, ctypes, cffi and bindgen.
+ */
+#ifndef PROTOOD_H
+#define PROTOOD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protood_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(PROTOOD_BUILDING) && defined(__GNUC__)
+#define PROTOOD_API __attribute__((visibility("default")))
+#else
+#define PROTOOD_API
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status codes                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef int32_t protood_status;
+#define PROTOOD_OK             0
+#define PROTOOD_E_INVALID_ARG -1   /* NULL where not allowed, n < 1, unknown key, value out of range */
+#define PROTOOD_E_NOMEM       -2
+#define PROTOOD_E_SHAPE       -3   /* dimension does not match the handle, or size overflow */
+#define PROTOOD_E_STATE       -4   /* e.g. scoring before fit, CIDER step on a bank with K > 1 */
+#define PROTOOD_E_NONFINITE   -5   /* NaN or Inf in an input, or an all-zero feature row */
+#define PROTOOD_E_LABEL       -6   /* label outside [0, n_classes) */
+#define PROTOOD_E_IO          -7   /* file could not be opened, read or written */
+#define PROTOOD_E_FORMAT      -8   /* malformed, truncated, corrupt or unsupported file or buffer */
+#define PROTOOD_E_CALLBACK    -9   /* the caller's callback returned non-zero */
+#define PROTOOD_E_UNSUPPORTED -10  /* feature not built in */
+#define PROTOOD_E_INTERNAL    -99
+
+/**
+ * Short static English text for a status code ("invalid argument", ...); an unknown code gives
+ * "unknown status". Never NULL. Thread-safe. @since 0.1
+ */
+PROTOOD_API const char *protood_status_string(protood_status status);
+
+/**
+ * Detail of the last failure on the calling thread, e.g.
+ * "protood_npy_read_f32: path 'x.npy': truncated data (expected 4096 bytes, found 100)".
+ * "" if no call on this thread has failed yet. A successful call does not clear it.
+ * The text stays valid until the next failing call on the same thread. @since 0.1
+ */
+PROTOOD_API const char *protood_last_error(void);
+
+/** Run-time version: major*10000 + minor*100 + patch (compare with PROTOOD_VERSION_NUMBER). @since 0.1 */
+PROTOOD_API uint32_t protood_version_number(void);
+/** Run-time version as "major.minor.patch". Static, never NULL. @since 0.1 */
+PROTOOD_API const char *protood_version_string(void);
+/**
+ * The ABI number of the loaded library, equal to its SONAME number. A binding or a program
+ * loaded against a different build checks protood_abi_version() == PROTOOD_ABI_VERSION. @since 0.1
+ */
+PROTOOD_API uint32_t protood_abi_version(void);
+/**
+ * How this library was built, as "key=value" pairs joined by ';', e.g.
+ * "version=0.1.0;abi=0;blas=openblas 0.3.21;openmp=1". Static, never NULL. @since 0.1
+ */
+PROTOOD_API const char *protood_build_info(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Feature files (NumPy .npy)                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * Reading accepts format versions 1.0, 2.0 and 3.0, dtypes float32/float64/float16/int32/int64
+ * in either byte order (big-endian is converted), C or Fortran order (Fortran is converted to
+ * row-major), 1-D arrays (reported as rows = n, cols = 1) and 2-D arrays. Anything else (object
+ * or structured arrays, other dtypes, 0-D or 3-D shapes, truncated or trailing data, a header
+ * that does not parse) is PROTOOD_E_FORMAT; a file that cannot be opened or read is PROTOOD_E_IO.
+ * Writes are atomic: the data go to a temporary file in the same directory, which is flushed,
+ * synced and renamed over `path`; on failure the temporary file is removed and any existing file
+ * at `path` is untouched. All functions are thread-safe (they share no state).
+ */
+#define PROTOOD_DTYPE_F32 1
+#define PROTOOD_DTYPE_F64 2
+#define PROTOOD_DTYPE_F16 3
+#define PROTOOD_DTYPE_I32 4
+#define PROTOOD_DTYPE_I64 5
+
+/**
+ * Shape and element type of a .npy file without reading its data. Any of dtype, rows, cols may
+ * be NULL. The file's size is checked against the header, so a truncated file fails here.
+ * Errors: INVALID_ARG (path NULL), IO, FORMAT. @since 0.1
+ */
+PROTOOD_API protood_status protood_npy_info(const char *path, int32_t *dtype, int64_t *rows,
+                                            int64_t *cols);
+
+/**
+ * Read a whole .npy file of any supported dtype into `out` (rows x cols float32, row-major),
+ * converting. `rows`/`cols` must be what protood_npy_info reports (E_SHAPE otherwise).
+ * A float64 value beyond the float32 range is E_FORMAT (never silently made infinite); NaN and
+ * infinities in the file are kept as they are. Integers convert to the nearest float32.
+ * Errors: INVALID_ARG, SHAPE, IO, FORMAT, NOMEM. @since 0.1
+ */
+PROTOOD_API protood_status protood_npy_read_f32(const char *path, int64_t rows, int64_t cols,
+                                                float *out);
+
+/**
+ * Like protood_npy_read_f32 but into float64 (exact for every supported dtype except int64
+ * beyond 2^53, which rounds). @since 0.1
+ */
+PROTOOD_API protood_status protood_npy_read_f64(const char *path, int64_t rows, int64_t cols,
+                                                double *out);
+
+/**
+ * Read `n` integer labels from a 1-D file of n elements or a 2-D file of n x 1. int32 and int64
+ * files are accepted; an int64 value outside the int32 range is E_FORMAT. Floating-point files are
+ * E_FORMAT (labels are never guessed from floats). Errors: INVALID_ARG, SHAPE, IO, FORMAT, NOMEM.
+ * @since 0.1
+ */
+PROTOOD_API protood_status protood_npy_read_i32(const char *path, int64_t n, int32_t *out);
+
+/**
+ * Write a rows x cols float32 matrix as a 2-D .npy file (format 1.0, '<f4', C order), atomically.
+ * rows >= 0, cols >= 1; data may be NULL only when rows == 0. Errors: INVALID_ARG, SHAPE
+ * (size overflow), IO. @since 0.1
+ */
+PROTOOD_API protood_status protood_npy_write_f32(const char *path, int64_t rows, int64_t cols,
+                                                 const float *data);
+
+/** Write n float32 values as a 1-D .npy file (shape (n,)), atomically; n >= 0. @since 0.1 */
+PROTOOD_API protood_status protood_npy_write_f32_vector(const char *path, int64_t n,
+                                                        const float *data);
+
+/** Write n int32 values as a 1-D .npy file ('<i4', shape (n,)), atomically; n >= 0. @since 0.1 */
+PROTOOD_API protood_status protood_npy_write_i32(const char *path, int64_t n, const int32_t *data);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PROTOOD_H */

@@ -1,0 +1,33 @@
+#!/bin/sh
+# The whole test suite, as CI runs it: installs what is missing, then builds and tests
+#   release  (OpenBLAS, -O2 -g)
+#   asan     (OpenBLAS, AddressSanitizer + UndefinedBehaviorSanitizer)
+#   blis     (BLIS + reference LAPACK)
+# and ends with one line "N passed, N failed" summed over every build.
+set -eu
+cd "$(dirname "$0")/.."
+sh scripts/deps.sh
+
+configure() {  # name, meson options...
+    name=$1
+    shift
+    if [ -f "build/$name/build.ninja" ]; then
+        meson configure "build/$name" "$@" >/dev/null
+    else
+        meson setup "build/$name" "$@" >/dev/null
+    fi
+}
+configure release -Dblas=openblas
+configure asan -Dblas=openblas -Db_sanitize=address,undefined -Db_lundef=false
+configure blis -Dblas=blis
+
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+status=0
+for name in release asan blis; do
+    echo "== build/$name"
+    meson compile -C "build/$name" >/dev/null || { echo "build/$name: build failed"; status=1; continue; }
+    meson test -C "build/$name" --num-processes 2 --print-errorlogs | grep -E '^ *[0-9]+/[0-9]+ |^(Ok|Fail|Timeout):' || true
+done
+/usr/bin/python3 scripts/count_tests.py build/release build/asan build/blis || status=1
+exit $status
