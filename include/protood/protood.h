@@ -81,6 +81,76 @@ PROTOOD_API uint32_t protood_abi_version(void);
 PROTOOD_API const char *protood_build_info(void);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Prototype bank (mixture of von Mises-Fisher prototypes)                                     */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * A bank holds P = n_classes x protos_per_class (K) prototypes of dimension D, class-major
+ * (row c*K + k belongs to class c), every row at unit norm, and the parameters of the training
+ * steps. CIDER uses K = 1; PALM a mixture of K > 1. Functions taking a const bank may run on the
+ * same bank from several threads at once; the others need exclusive access.
+ */
+typedef struct protood_bank protood_bank;
+
+/**
+ * New bank with the default parameters of SPEC.md and prototypes initialised as
+ * protood_bank_init_random(bank, PROTOOD_INIT_POSITIVE, 0) would. n_classes, protos_per_class and
+ * dim >= 1. Free with protood_bank_free. Errors: INVALID_ARG, SHAPE (P x D overflows), NOMEM.
+ * @since 0.1
+ */
+PROTOOD_API protood_status protood_bank_create(protood_bank **out, int64_t n_classes,
+                                               int64_t protos_per_class, int64_t dim);
+/** Free a bank; NULL is a no-op. @since 0.1 */
+PROTOOD_API void protood_bank_free(protood_bank *bank);
+/** Independent deep copy of `src` (prototypes and parameters). Errors: INVALID_ARG, NOMEM. @since 0.1 */
+PROTOOD_API protood_status protood_bank_clone(protood_bank **out, const protood_bank *src);
+/** Shape of the bank; any output may be NULL. Errors: INVALID_ARG. @since 0.1 */
+PROTOOD_API protood_status protood_bank_shape(const protood_bank *bank, int64_t *n_classes,
+                                              int64_t *protos_per_class, int64_t *dim);
+
+/**
+ * Set a parameter by key. A value outside the key's range (below), NaN or Inf, or a fractional
+ * value for an integer key is E_INVALID_ARG and leaves the old value. Needs exclusive access.
+ * @since 0.1
+ */
+PROTOOD_API protood_status protood_bank_set_param(protood_bank *bank, int32_t key, double value);
+/** Read a parameter by key. Errors: INVALID_ARG (NULL, unknown key). @since 0.1 */
+PROTOOD_API protood_status protood_bank_get_param(const protood_bank *bank, int32_t key,
+                                                  double *value);
+
+/* keys                                  range       default */
+#define PROTOOD_BANK_MOMENTUM             1  /* [0, 1)      0.999 (CIDER users set 0.5) */
+#define PROTOOD_BANK_TEMPERATURE          2  /* > 0         0.1   */
+#define PROTOOD_BANK_SINKHORN_EPSILON     3  /* > 0         0.05  */
+#define PROTOOD_BANK_SINKHORN_ITERS       4  /* >= 1        3     (integer, <= 1e6) */
+#define PROTOOD_BANK_TOPK                 5  /* >= 0        5 (clamped to K; 0 = all; integer) */
+#define PROTOOD_BANK_LAMBDA_PCON          6  /* >= 0        1.0   */
+#define PROTOOD_BANK_PCON_TEMPERATURE     7  /* > 0         0.5   */
+#define PROTOOD_BANK_COMP_WEIGHT          8  /* >= 0        1.0   (CIDER w) */
+#define PROTOOD_BANK_DIS_BASE_TEMPERATURE 9  /* > 0         0.1   (CIDER) */
+#define PROTOOD_BANK_COMP_BASE_TEMPERATURE 10 /* > 0        0.07  (CIDER) */
+
+#define PROTOOD_INIT_SPHERE   1   /* uniform random directions: normalised Gaussian entries */
+#define PROTOOD_INIT_POSITIVE 2   /* uniform [0,1) entries then normalised: the PALM reference */
+
+/**
+ * Re-draw every prototype from `seed`. The generator is xoshiro256** seeded by splitmix64;
+ * POSITIVE draws float32 uniforms from the top 24 bits, SPHERE standard normals by Marsaglia's
+ * polar method with a libm-free logarithm; rows are filled in order (row 0 first, entries left to
+ * right) and normalised in double. The same seed gives the same prototypes on every IEEE-754
+ * platform. Errors: INVALID_ARG (NULL bank, unknown scheme). @since 0.1
+ */
+PROTOOD_API protood_status protood_bank_init_random(protood_bank *bank, int32_t scheme,
+                                                    uint64_t seed);
+
+/** Copy the P x D prototypes (class-major) into `out`. Errors: INVALID_ARG. @since 0.1 */
+PROTOOD_API protood_status protood_bank_get_prototypes(const protood_bank *bank, float *out);
+/**
+ * Replace the prototypes with `in` (P x D), each row normalised to unit norm. Rows with NaN/Inf or
+ * all zeros are E_NONFINITE (the bank keeps its prototypes). @since 0.1
+ */
+PROTOOD_API protood_status protood_bank_set_prototypes(protood_bank *bank, const float *in);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Feature files (NumPy .npy)                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 /*
