@@ -151,6 +151,82 @@ PROTOOD_API protood_status protood_bank_get_prototypes(const protood_bank *bank,
 PROTOOD_API protood_status protood_bank_set_prototypes(protood_bank *bank, const float *in);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Metrics (in-distribution is the positive class; SPEC.md §7)                                 */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * s_in holds the scores of n_in in-distribution (ID) rows, s_out those of n_out out-of-distribution
+ * (OOD) rows, higher = more in-distribution (what the scorers return). Each metric depends only on
+ * the order of the scores and is exact for any ties: counts are integers and the result is their
+ * ratio rounded once to double, equal to scikit-learn's value up to the last bits of its floating
+ * point sums. Scores compare as floats: -0 and +0 tie; +Inf and -Inf are accepted as the highest
+ * and lowest scores (scikit-learn rejects them; the order they define is still meaningful).
+ *
+ * Common errors: INVALID_ARG (n_in or n_out < 1, s_in, s_out or out NULL, an argument out of its
+ * range below), NONFINITE (a NaN score, named with its index: "protood_auroc: s_in[17] = nan"),
+ * SHAPE (the sort buffer of 4 (n_in + n_out + max(n_in, n_out)) bytes overflows), NOMEM. On
+ * failure *out is untouched.
+ *
+ * Cost: O(n_in + n_out) time (radix sort of a copy) and that many 4-byte words of scratch,
+ * allocated and freed by each call. No state: thread-safe, any number of calls at once.
+ */
+#define PROTOOD_POSITIVE_IN  1   /* AUPR-In: ID rows are the positives */
+#define PROTOOD_POSITIVE_OUT 2   /* AUPR-Out: OOD rows are the positives, scores negated */
+
+#define PROTOOD_FPR_ROC          0   /* default: sklearn roc_curve over every distinct threshold */
+#define PROTOOD_FPR_KNN          1   /* KNN (Sun et al. 2022): sorted(s_in)[round(0.05 n_in)] */
+#define PROTOOD_FPR_PERCENTILE   2   /* PALM's: numpy.percentile(s_in, 5) */
+#define PROTOOD_FPR_OOD_POSITIVE 3   /* OpenOOD's: OOD is the positive class */
+
+/**
+ * Area under the ROC curve with ID positive: the fraction of (ID, OOD) pairs in which the ID score
+ * is higher, a tied pair counting one half (Mann-Whitney U / (n_in n_out)). Equal to
+ * sklearn.metrics.roc_auc_score(y, s) with y = 1 for ID rows. 1 = perfect separation, 0.5 = all
+ * scores tied. Writes one double to *out. Errors: as for every metric above. Thread-safe.
+ * @since 0.1
+ */
+PROTOOD_API protood_status protood_auroc(int64_t n_in, const float *s_in, int64_t n_out,
+                                         const float *s_out, double *out);
+
+/**
+ * Average precision, step-wise as sklearn.metrics.average_precision_score (not the trapezoidal
+ * area): over the distinct thresholds t, best first, the sum of (recall(t) - recall(previous t))
+ * x precision(t), where a threshold admits every row scored at or above it (tied rows enter
+ * together). positive = PROTOOD_POSITIVE_IN: ID rows are the positives (AUPR-In);
+ * PROTOOD_POSITIVE_OUT: OOD rows are the positives and the scores are negated (AUPR-Out).
+ * All scores tied gives n_pos / (n_in + n_out), perfect separation 1. Errors: as above, plus INVALID_ARG for any other `positive`.
+ * Thread-safe. @since 0.1
+ */
+PROTOOD_API protood_status protood_aupr(int64_t n_in, const float *s_in, int64_t n_out,
+                                        const float *s_out, int32_t positive, double *out);
+
+/**
+ * False-positive rate at a true-positive rate `tpr` in (0, 1] (0.95 for the usual FPR95), in one
+ * of the conventions of published code (they differ on ties and on small sets). With c = 1 - tpr
+ * taken digit-exact (tpr = 0.95 gives the double 0.05 of the papers' code, not 1 - 0.95 =
+ * 0.050000000000000044; tpr with more than 15 decimals uses 1 - tpr):
+ *  - PROTOOD_FPR_ROC (default): scan the distinct scores from the highest down, admitting each
+ *    group of tied rows at once; at the first threshold where (ID rows admitted) / n_in >= tpr,
+ *    the result is (OOD rows admitted) / n_out. This is fpr[argmax(tpr_curve >= tpr)] of
+ *    sklearn.metrics.roc_curve(y, s, drop_intermediate=False) (the default drop_intermediate=True
+ *    can give a larger value on heavily tied scores).
+ *  - PROTOOD_FPR_KNN: the fraction of OOD scores strictly above sorted(s_in)[round(c n_in)], with
+ *    Python's round (halves to even) of the double product; an index of n_in (tpr < 0.5 / n_in)
+ *    takes the highest ID score.
+ *  - PROTOOD_FPR_PERCENTILE (PALM's): the fraction of OOD scores strictly above
+ *    numpy.percentile(s_in, 100 c) (linear interpolation, computed as numpy 1.24 does on float32
+ *    scores). At an infinite neighbour the threshold is that infinity; a percentile falling between
+ *    -Inf and +Inf scores is E_NONFINITE.
+ *  - PROTOOD_FPR_OOD_POSITIVE (OpenOOD's): OOD positive, scores negated: scan the distinct scores
+ *    from the lowest up; at the first threshold where (OOD rows at or below it) / n_out >= tpr,
+ *    the result is (ID rows at or below it) / n_in.
+ * Errors: as above, plus INVALID_ARG for tpr outside (0, 1] or NaN and for an unknown convention,
+ * NONFINITE for the percentile case above. Thread-safe. @since 0.1
+ */
+PROTOOD_API protood_status protood_fpr_at_tpr(int64_t n_in, const float *s_in, int64_t n_out,
+                                              const float *s_out, double tpr, int32_t convention,
+                                              double *out);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Feature files (NumPy .npy)                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 /*
