@@ -248,13 +248,13 @@ static double aupr_of(const ranked *r, int32_t positive)
     return (sum + comp) / (double)(pos_in ? r->n_in : r->n_out);
 }
 
-/* Count of OOD scores strictly above `thr` (binary search in the ascending keys). */
-static int64_t out_above(const ranked *r, double thr)
+/* Count of OOD scores strictly above the score whose key is `key` (upper bound in the keys). */
+static int64_t out_above(const ranked *r, uint32_t key)
 {
-    int64_t lo = 0, hi = r->n_out; /* first index whose score is > thr */
+    int64_t lo = 0, hi = r->n_out; /* first index whose key is > key */
     while (lo < hi) {
         int64_t mid = lo + (hi - lo) / 2;
-        if ((double)pood_score_from_key(r->out[mid]) > thr)
+        if (r->out[mid] > key)
             hi = mid;
         else
             lo = mid + 1;
@@ -262,10 +262,13 @@ static int64_t out_above(const ranked *r, double thr)
     return r->n_out - lo;
 }
 
-/* numpy.percentile(s_in, 100 q), method "linear", as numpy 1.24 computes it on a float32 array:
- * virtual index (n - 1) q, neighbours a <= b, the difference b - a rounded to float32, then
- * a + (b - a) g, or b - (b - a)(1 - g) when g >= 0.5, in double. */
-static protood_status percentile_of(const char *func, const ranked *r, double tpr, double *thr)
+/* PALM's threshold: numpy.percentile(s_in, 100 q), method "linear", as numpy 1.24 computes it on
+ * a float32 array: virtual index (n - 1) q, neighbours a <= b, the difference b - a rounded to
+ * float32, then a + (b - a) g, or b - (b - a)(1 - g) when g >= 0.5, in double. PALM then
+ * compares the float32 OOD scores with that float64 scalar, and numpy < 2 does such a comparison
+ * in float32: the threshold is rounded to float32 (an OOD score equal to the rounded value is not
+ * above it). */
+static protood_status percentile_of(const char *func, const ranked *r, double tpr, float *thr)
 {
     int64_t n = r->n_in;
     double q = pood_complement_rate(tpr);
@@ -295,7 +298,7 @@ static protood_status percentile_of(const char *func, const ranked *r, double tp
     /* numpy's float32 difference overflows only for scores near ±3.4e38; it would return ±inf or
      * NaN, so take the double difference there instead. */
     double dd = isinf(d) ? (double)b - (double)a : (double)d;
-    *thr = g >= 0.5 ? (double)b - dd * (1.0 - g) : (double)a + dd * g;
+    *thr = (float)(g >= 0.5 ? (double)b - dd * (1.0 - g) : (double)a + dd * g);
     return PROTOOD_OK;
 }
 
@@ -332,15 +335,15 @@ static protood_status fpr_of(const char *func, const ranked *r, double tpr, int3
         /* round() reaches n only for tpr < 0.5 / n, where Python would raise IndexError: take the
          * highest ID score instead. */
         int64_t k = idx >= (double)r->n_in ? r->n_in - 1 : (int64_t)idx;
-        *fpr = (double)out_above(r, pood_score_from_key(r->in[k])) / (double)r->n_out;
+        *fpr = (double)out_above(r, r->in[k]) / (double)r->n_out;
         return PROTOOD_OK;
     }
     case PROTOOD_FPR_PERCENTILE: {
-        double thr = 0.0; /* set on success; initialised for the compiler's flow analysis */
+        float thr = 0.0f; /* set on success; initialised for the compiler's flow analysis */
         protood_status st = percentile_of(func, r, tpr, &thr);
         if (st != PROTOOD_OK)
             return st;
-        *fpr = (double)out_above(r, thr) / (double)r->n_out;
+        *fpr = (double)out_above(r, pood_score_key(thr)) / (double)r->n_out;
         return PROTOOD_OK;
     }
     default:

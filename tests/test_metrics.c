@@ -141,14 +141,16 @@ static double bf_fpr_knn(int64_t n_in, const float *in, int64_t n_out, const flo
     return fpr;
 }
 
-/* Percentile by the textbook formula: h = (n - 1) q, x[lo] + (h - lo)(x[lo + 1] - x[lo]). */
+/* Percentile by the textbook formula: h = (n - 1) q, x[lo] + (h - lo)(x[lo + 1] - x[lo]), then
+ * compared with the float32 OOD scores in float32, as numpy 1.24 compares a float32 array with a
+ * float64 scalar. */
 static double bf_fpr_percentile(int64_t n_in, const float *in, int64_t n_out, const float *out, double q)
 {
     float *s = sorted_copy(n_in, in);
     double h = (double)(n_in - 1) * q;
     int64_t lo = (int64_t)floor(h);
     double thr = lo >= n_in - 1 ? s[n_in - 1] : s[lo] + (h - (double)lo) * ((double)s[lo + 1] - (double)s[lo]);
-    double fpr = (double)count_gt(n_out, out, thr) / (double)n_out;
+    double fpr = (double)count_gt(n_out, out, (float)thr) / (double)n_out;
     free(s);
     return fpr;
 }
@@ -412,6 +414,10 @@ START_TEST(percentile_interpolates_like_numpy)
     const float probe[] = {3.5e-8f};
     ck_assert(probe[0] > (double)two[0] + ((double)two[1] - (double)two[0]) * 0.4 && probe[0] < 4.172325135387567e-08);
     ck_assert_double_eq(fpr(2, two, 1, probe, 0.6, PROTOOD_FPR_PERCENTILE), 0.0);
+    /* numpy.percentile(np.float32([0, 1]), 10) = 0.1 (double), but PALM's comparison
+     * novel > threshold runs in float32 under numpy 1.24: float32(0.1) is not above itself. */
+    const float unit[] = {0.0f, 1.0f}, tenth[] = {0.1f};
+    ck_assert_double_eq(fpr(2, unit, 1, tenth, 0.9, PROTOOD_FPR_PERCENTILE), 0.0);
     /* Next to an infinity the threshold is that infinity: -inf, so every finite OOD row counts */
     const float inf_lo[] = {-INFINITY, 1.0f}, finite[] = {-1e30f, 0.5f};
     ck_assert_double_eq(fpr(2, inf_lo, 2, finite, 0.5, PROTOOD_FPR_PERCENTILE), 1.0);

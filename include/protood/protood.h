@@ -213,9 +213,11 @@ PROTOOD_API protood_status protood_aupr(int64_t n_in, const float *s_in, int64_t
  *    Python's round (halves to even) of the double product; an index of n_in (tpr < 0.5 / n_in)
  *    takes the highest ID score.
  *  - PROTOOD_FPR_PERCENTILE (PALM's): the fraction of OOD scores strictly above
- *    numpy.percentile(s_in, 100 c) (linear interpolation, computed as numpy 1.24 does on float32
- *    scores). At an infinite neighbour the threshold is that infinity; a percentile falling between
- *    -Inf and +Inf scores is E_NONFINITE.
+ *    numpy.percentile(s_in, 100 c) (linear interpolation), computed and compared as PALM's
+ *    `np.sum(novel > np.percentile(known, 5))` does on float32 arrays with numpy 1.24: the
+ *    neighbours' difference rounded to float32, the threshold rounded to float32 for the
+ *    comparison. At an infinite neighbour the threshold is that infinity; a percentile falling
+ *    between -Inf and +Inf scores is E_NONFINITE.
  *  - PROTOOD_FPR_OOD_POSITIVE (OpenOOD's): OOD positive, scores negated: scan the distinct scores
  *    from the lowest up; at the first threshold where (OOD rows at or below it) / n_out >= tpr,
  *    the result is (ID rows at or below it) / n_in.
