@@ -3,7 +3,7 @@
 # Uses sudo when not run as root. Safe to run again.
 set -eu
 packages="gcc g++ meson ninja-build pkg-config binutils check zlib1g-dev
-          libopenblas-dev libblis-dev liblapack-dev abigail-tools python3 python3-numpy"
+          libopenblas-dev libblis-dev liblapack-dev abigail-tools python3 python3-numpy python3-sklearn"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
