@@ -34,17 +34,27 @@ double pood_bank_param_default(int32_t key)
     return key >= 1 && key <= POOD_BANK_N_KEYS ? param_info[key].def : NAN;
 }
 
-void pood_normalize_rows(int64_t n, int64_t dim, const float *in, float *out)
+static void scale_rows(int64_t n, int64_t dim, const float *in, float *out, double floor)
 {
     for (int64_t i = 0; i < n; i++) {
         double s = 0.0;
         for (int64_t j = 0; j < dim; j++)
             s += (double)in[i * dim + j] * in[i * dim + j];
         double norm = sqrt(s);
-        double inv = 1.0 / (norm > 1e-12 ? norm : 1e-12);
+        double inv = 1.0 / (norm > floor ? norm : floor);
         for (int64_t j = 0; j < dim; j++)
             out[i * dim + j] = (float)(in[i * dim + j] * inv);
     }
+}
+
+void pood_normalize_rows(int64_t n, int64_t dim, const float *in, float *out)
+{
+    scale_rows(n, dim, in, out, 1e-12);
+}
+
+void pood_unit_rows(int64_t n, int64_t dim, const float *in, float *out)
+{
+    scale_rows(n, dim, in, out, 0.0);
 }
 
 protood_status pood_bank_alloc(const char *func, int64_t n_classes, int64_t protos_per_class, int64_t dim,
@@ -229,7 +239,7 @@ protood_status protood_bank_set_prototypes(protood_bank *bank, const float *in)
     protood_status st = pood_check_rows(__func__, "in", bank->n_protos, bank->dim, in);
     if (st != PROTOOD_OK)
         return st;
-    pood_normalize_rows(bank->n_protos, bank->dim, in, bank->protos);
+    pood_unit_rows(bank->n_protos, bank->dim, in, bank->protos);
     return PROTOOD_OK;
 }
 

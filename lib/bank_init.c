@@ -214,7 +214,9 @@ protood_status protood_bank_init_from_features(protood_bank *bank, int64_t n, co
         return st;
 
     /* Group the normalised rows by class (counting sort, stable) so each class is one contiguous
-     * matrix for the similarity products. */
+     * matrix for the similarity products. Rows are scaled to exactly unit norm: the same as n2
+     * except for rows of norm below 1e-12, which n2 would leave shorter and which could then
+     * become a prototype (a k-means++ centre) that is not a unit vector. */
     for (int64_t i = 0; i < n; i++)
         s.start[labels[i] + 1]++;
     for (int64_t c = 0; c < c_count; c++) {
@@ -222,7 +224,7 @@ protood_status protood_bank_init_from_features(protood_bank *bank, int64_t n, co
         s.next[c] = s.start[c];
     }
     for (int64_t i = 0; i < n; i++)
-        pood_normalize_rows(1, d, x + i * d, s.z + s.next[labels[i]]++ * d);
+        pood_unit_rows(1, d, x + i * d, s.z + s.next[labels[i]]++ * d);
 
     /* Slots no data reach keep the bank's current prototypes. */
     memcpy(s.protos, bank->protos, (size_t)bank->n_protos * (size_t)d * sizeof(float));
