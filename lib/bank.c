@@ -34,14 +34,14 @@ double pood_bank_param_default(int32_t key)
     return key >= 1 && key <= POOD_BANK_N_KEYS ? param_info[key].def : NAN;
 }
 
-static void scale_rows(int64_t n, int64_t dim, const float *in, float *out, double floor)
+static void scale_rows(int64_t n, int64_t dim, const float *in, float *out, double min_norm)
 {
     for (int64_t i = 0; i < n; i++) {
         double s = 0.0;
         for (int64_t j = 0; j < dim; j++)
             s += (double)in[i * dim + j] * in[i * dim + j];
         double norm = sqrt(s);
-        double inv = 1.0 / (norm > floor ? norm : floor);
+        double inv = 1.0 / (norm > min_norm ? norm : min_norm);
         for (int64_t j = 0; j < dim; j++)
             out[i * dim + j] = (float)(in[i * dim + j] * inv);
     }
