@@ -34,41 +34,50 @@ double pood_bank_param_default(int32_t key)
     return key >= 1 && key <= POOD_BANK_N_KEYS ? param_info[key].def : NAN;
 }
 
-void pood_normalize_rows(int64_t n, int64_t dim, const float *in, float *out)
+static void scale_rows(int64_t n, int64_t dim, const float *in, float *out, double min_norm)
 {
     for (int64_t i = 0; i < n; i++) {
         double s = 0.0;
         for (int64_t j = 0; j < dim; j++)
             s += (double)in[i * dim + j] * in[i * dim + j];
         double norm = sqrt(s);
-        double inv = 1.0 / (norm > 1e-12 ? norm : 1e-12);
+        double inv = 1.0 / (norm > min_norm ? norm : min_norm);
         for (int64_t j = 0; j < dim; j++)
             out[i * dim + j] = (float)(in[i * dim + j] * inv);
     }
 }
 
-protood_status protood_bank_create(protood_bank **out, int64_t n_classes, int64_t protos_per_class, int64_t dim)
+void pood_normalize_rows(int64_t n, int64_t dim, const float *in, float *out)
 {
-    if (!out)
-        return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "out is NULL");
+    scale_rows(n, dim, in, out, 1e-12);
+}
+
+void pood_unit_rows(int64_t n, int64_t dim, const float *in, float *out)
+{
+    scale_rows(n, dim, in, out, 0.0);
+}
+
+protood_status pood_bank_alloc(const char *func, int64_t n_classes, int64_t protos_per_class, int64_t dim,
+                               protood_bank **out)
+{
     protood_status st;
-    if ((st = pood_check_count(__func__, "n_classes", n_classes)) != PROTOOD_OK ||
-        (st = pood_check_count(__func__, "protos_per_class", protos_per_class)) != PROTOOD_OK ||
-        (st = pood_check_count(__func__, "dim", dim)) != PROTOOD_OK)
+    if ((st = pood_check_count(func, "n_classes", n_classes)) != PROTOOD_OK ||
+        (st = pood_check_count(func, "protos_per_class", protos_per_class)) != PROTOOD_OK ||
+        (st = pood_check_count(func, "dim", dim)) != PROTOOD_OK)
         return st;
     size_t bytes;
     int64_t n_protos;
     if (__builtin_mul_overflow(n_classes, protos_per_class, &n_protos))
-        return pood_fail(PROTOOD_E_SHAPE, __func__, "n_classes %lld x protos_per_class %lld overflows",
+        return pood_fail(PROTOOD_E_SHAPE, func, "n_classes %lld x protos_per_class %lld overflows",
                          (long long)n_classes, (long long)protos_per_class);
-    if ((st = pood_checked_size(__func__, n_protos, dim, sizeof(float), &bytes)) != PROTOOD_OK)
+    if ((st = pood_checked_size(func, n_protos, dim, sizeof(float), &bytes)) != PROTOOD_OK)
         return st;
     protood_bank *b = calloc(1, sizeof *b);
     float *protos = malloc(bytes);
     if (!b || !protos) {
         free(b);
         free(protos);
-        return pood_fail(PROTOOD_E_NOMEM, __func__, "no memory for %lld x %lld prototypes", (long long)n_protos,
+        return pood_fail(PROTOOD_E_NOMEM, func, "no memory for %lld x %lld prototypes", (long long)n_protos,
                          (long long)dim);
     }
     b->n_classes = n_classes;
@@ -78,6 +87,18 @@ protood_status protood_bank_create(protood_bank **out, int64_t n_classes, int64_
     b->protos = protos;
     for (int32_t k = 1; k <= POOD_BANK_N_KEYS; k++)
         b->params[k] = param_info[k].def;
+    *out = b;
+    return PROTOOD_OK;
+}
+
+protood_status protood_bank_create(protood_bank **out, int64_t n_classes, int64_t protos_per_class, int64_t dim)
+{
+    if (!out)
+        return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "out is NULL");
+    protood_bank *b;
+    protood_status st = pood_bank_alloc(__func__, n_classes, protos_per_class, dim, &b);
+    if (st != PROTOOD_OK)
+        return st;
     /* A new bank is usable at once: the reference PALM initialisation with seed 0. */
     pood_bank_fill_random(b, PROTOOD_INIT_POSITIVE, 0);
     *out = b;
@@ -130,22 +151,31 @@ protood_status protood_bank_shape(const protood_bank *bank, int64_t *n_classes, 
     return PROTOOD_OK;
 }
 
+protood_status pood_bank_check_param(const char *func, protood_status status, const char *where, int32_t key,
+                                    double value)
+{
+    const char *name = param_info[key].name;
+    double lo = param_info[key].lo, hi = param_info[key].hi;
+    if (!isfinite(value))
+        return pood_fail(status, func, "%s%s = %g, must be finite", where, name, value);
+    if (value < lo || (param_info[key].lo_open && value == lo) || value > hi ||
+        (param_info[key].hi_open && value == hi))
+        return pood_fail(status, func, "%s%s = %g outside %c%g, %g%c", where, name, value,
+                         param_info[key].lo_open ? '(' : '[', lo, hi, param_info[key].hi_open ? ')' : ']');
+    if (param_info[key].integer && value != floor(value))
+        return pood_fail(status, func, "%s%s = %g, must be an integer", where, name, value);
+    return PROTOOD_OK;
+}
+
 protood_status protood_bank_set_param(protood_bank *bank, int32_t key, double value)
 {
     if (!bank)
         return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "bank is NULL");
     if (key < 1 || key > POOD_BANK_N_KEYS)
         return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "key = %d is not a bank parameter", key);
-    const char *name = param_info[key].name;
-    double lo = param_info[key].lo, hi = param_info[key].hi;
-    if (!isfinite(value))
-        return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "%s = %g, must be finite", name, value);
-    if (value < lo || (param_info[key].lo_open && value == lo) || value > hi ||
-        (param_info[key].hi_open && value == hi))
-        return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "%s = %g outside %c%g, %g%c", name, value,
-                         param_info[key].lo_open ? '(' : '[', lo, hi, param_info[key].hi_open ? ')' : ']');
-    if (param_info[key].integer && value != floor(value))
-        return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "%s = %g, must be an integer", name, value);
+    protood_status st = pood_bank_check_param(__func__, PROTOOD_E_INVALID_ARG, "", key, value);
+    if (st != PROTOOD_OK)
+        return st;
     bank->params[key] = value;
     return PROTOOD_OK;
 }
@@ -209,7 +239,7 @@ protood_status protood_bank_set_prototypes(protood_bank *bank, const float *in)
     protood_status st = pood_check_rows(__func__, "in", bank->n_protos, bank->dim, in);
     if (st != PROTOOD_OK)
         return st;
-    pood_normalize_rows(bank->n_protos, bank->dim, in, bank->protos);
+    pood_unit_rows(bank->n_protos, bank->dim, in, bank->protos);
     return PROTOOD_OK;
 }
 

@@ -142,6 +142,39 @@ PROTOOD_API protood_status protood_bank_get_param(const protood_bank *bank, int3
 PROTOOD_API protood_status protood_bank_init_random(protood_bank *bank, int32_t scheme,
                                                     uint64_t seed);
 
+/**
+ * Initialise the prototypes from `n` feature rows `x` (n x D, raw: every row is n2-normalised
+ * first) with their class `labels` (n values in [0, n_classes)). Parameters are not changed.
+ *
+ * K = 1 (the CIDER reference): the prototype of class c is n2 of the mean of its normalised rows;
+ * `seed` is not used.
+ *
+ * K > 1: per class, spherical k-means++ on its normalised rows. Seeding: the first centre is a row
+ * drawn uniformly; each further centre is a row drawn with probability proportional to its squared
+ * Euclidean distance (2 - 2 cos, computed in double) to the nearest centre chosen so far. Then Lloyd
+ * iterations: each row goes to the centre of highest cosine similarity (the lowest index on ties),
+ * each centre becomes n2 of the sum of its rows (an empty cluster keeps its centre), until no
+ * assignment changes or after 100 iterations. Prototype c*K + k is the k-th centre in the order
+ * the seeding chose them. One generator (that of protood_bank_init_random) seeded with `seed`
+ * serves the classes in order 0, 1, ...: the same inputs and seed give the same prototypes on every
+ * run. (Across BLAS libraries the similarities may round differently, which can matter only for a
+ * row equally close to two centres.)
+ *
+ * Classes short of data keep what the bank held, so call protood_bank_init_random (or
+ * protood_bank_set_prototypes) first to choose what fills those slots:
+ *   - a class with no rows keeps all K of its current prototypes;
+ *   - a class with only m < K distinct normalised rows (in particular one with fewer than K rows)
+ *     gets m centres in slots 0..m-1 and keeps its current prototypes in slots m..K-1;
+ *   - with K = 1, a class whose normalised rows sum to zero (a row and its negation) keeps its
+ *     current prototype.
+ *
+ * Errors (the bank is unchanged): INVALID_ARG (bank, x or labels NULL; n < 1), NONFINITE (NaN or
+ * Inf in x, or an all-zero row), LABEL, SHAPE (n x D overflows; with K > 1, n, D or K beyond the
+ * BLAS's int range), NOMEM. Needs exclusive access to the bank. @since 0.1
+ */
+PROTOOD_API protood_status protood_bank_init_from_features(protood_bank *bank, int64_t n, const float *x,
+                                                           const int32_t *labels, uint64_t seed);
+
 /** Copy the P x D prototypes (class-major) into `out`. Errors: INVALID_ARG. @since 0.1 */
 PROTOOD_API protood_status protood_bank_get_prototypes(const protood_bank *bank, float *out);
 /**
@@ -149,6 +182,44 @@ PROTOOD_API protood_status protood_bank_get_prototypes(const protood_bank *bank,
  * all zeros are E_NONFINITE (the bank keeps its prototypes). @since 0.1
  */
 PROTOOD_API protood_status protood_bank_set_prototypes(protood_bank *bank, const float *in);
+
+/*
+ * Persistence. The format (docs/bank-format.md) is versioned, explicitly little-endian and ends
+ * with a CRC-32 of everything before it; it holds the shape, all parameters and the prototypes
+ * (bit-exact), not the scratch space. A file and a buffer of the same bank are the same bytes.
+ * Reading rejects anything malformed with PROTOOD_E_FORMAT: wrong magic, a format version other
+ * than 1, a non-zero reserved field, a shape < 1 or one that overflows, a size other than the one
+ * the shape implies (truncation, trailing bytes), a checksum mismatch, a parameter outside its
+ * range, and a prototype that is not finite or not of unit norm (to within 1e-3).
+ */
+
+/**
+ * Write `bank` to `path` atomically: a temporary file in the same directory, flushed, synced and
+ * renamed over `path`; on failure the temporary file is removed and an existing file at `path` is
+ * untouched. Errors: INVALID_ARG (NULL), IO, NOMEM. Thread-safe on a const bank. @since 0.1
+ */
+PROTOOD_API protood_status protood_bank_save(const protood_bank *bank, const char *path);
+/**
+ * Read a bank written by protood_bank_save into a new bank in `*out` (free with
+ * protood_bank_free); `*out` is written only on success. Errors: INVALID_ARG (NULL), IO (cannot
+ * open or read, not a regular file), FORMAT (see above), NOMEM. Thread-safe. @since 0.1
+ */
+PROTOOD_API protood_status protood_bank_load(protood_bank **out, const char *path);
+/**
+ * Serialise `bank` into the caller's `buf` of `capacity` bytes, in the file format; `*size_out`
+ * receives the number of bytes written. With buf NULL nothing is written and `*size_out` receives
+ * the size needed (capacity is ignored). size_out must not be NULL. A capacity below the size
+ * needed is E_INVALID_ARG (the message gives the size) and writes nothing, neither to buf nor to
+ * *size_out. Errors: INVALID_ARG, NOMEM. Thread-safe on a const bank. @since 0.1
+ */
+PROTOOD_API protood_status protood_bank_to_buffer(const protood_bank *bank, void *buf, size_t capacity,
+                                                  size_t *size_out);
+/**
+ * Read a bank from `size` bytes at `buf` (as protood_bank_to_buffer wrote them) into a new bank
+ * in `*out`, written only on success. `buf` is only read during the call. Errors: INVALID_ARG
+ * (out or buf NULL), FORMAT (see above; also for size 0), NOMEM. Thread-safe. @since 0.1
+ */
+PROTOOD_API protood_status protood_bank_from_buffer(protood_bank **out, const void *buf, size_t size);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Metrics (in-distribution is the positive class; SPEC.md §7)                                 */
