@@ -13,6 +13,7 @@
 
 #include "bank.h"
 #include "errors.h"
+#include "fastexp.h"
 #include "validate.h"
 
 #define NORM_EPS 1e-12   /* n2 of SPEC.md divides by max(norm, 1e-12) */
@@ -152,11 +153,18 @@ protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
                 mx = si[c];
         double sum = 0.0;
         double own = ((double)si[labels[i]] - mx) * inv_tau;
-        for (int64_t c = 0; c < C; c++) {
-            double e = exp(((double)si[c] - mx) * inv_tau);
-            if (grad)
-                si[c] = (float)e;
-            sum += e;
+        float mxf = (float)mx, itau = (float)inv_tau;
+        if (grad) {
+#pragma omp simd reduction(+ : sum)
+            for (int64_t c = 0; c < C; c++) {
+                float e = pood_expf((si[c] - mxf) * itau);
+                si[c] = e;
+                sum += e;
+            }
+        } else {
+#pragma omp simd reduction(+ : sum)
+            for (int64_t c = 0; c < C; c++)
+                sum += pood_expf((si[c] - mxf) * itau);
         }
         csum += own - log(sum);
         if (grad) {

@@ -15,37 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "bank.h"
 #include "errors.h"
+#include "fastexp.h"
 #include "sinkhorn.h"
 #include "validate.h"
 
 #define NORM_EPS 1e-12          /* n1 and n2 of SPEC.md divide by max(norm, 1e-12) */
 #define INSERTION_TOPK_MAX 16   /* larger supports are selected by sorting the row */
-#define PAR_MIN_ENTRIES 32768.0 /* below this a row loop runs on one thread */
-
-static int max_threads(void)
-{
-#ifdef _OPENMP
-    int t = omp_get_max_threads();
-    return t < 1 ? 1 : t;
-#else
-    return 1;
-#endif
-}
-
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /* ---- shape of one call ------------------------------------------------------------------- */
 
@@ -142,18 +119,14 @@ static void select_topk(const double *q, int64_t first, int64_t count, int64_t s
  * restricts the candidates to the row's class block (class-major layout); the top-k of M ⊙ Q over
  * the whole row can only differ from that by picking among exact zeros, which carry no weight. */
 static void compute_support(const palm_shape *sh, const int32_t *labels, const double *q, int64_t *idx,
-                            cand *tmp, int nt)
+                            cand *tmp)
 {
     int64_t n = sh->n, P = sh->P, s = sh->s;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if ((double)n * (double)P >= PAR_MIN_ENTRIES)
-#endif
     for (int64_t i = 0; i < n; i++) {
         int64_t first = sh->supervised ? (int64_t)labels[i] * sh->K : 0;
         int64_t count = sh->supervised ? sh->K : P;
-        select_topk(q + i * P, first, count, s, idx + i * s, tmp + (size_t)thread_id() * (size_t)P);
+        select_topk(q + i * P, first, count, s, idx + i * s, tmp);
     }
-    (void)nt;
 }
 
 /* n1 of row i restricted to its support: w_t = q[idx_t] / max(sum_t q[idx_t], 1e-12). */
@@ -200,9 +173,6 @@ static void normalise_features(int64_t n, int64_t D, const float *h, float *z, d
  * I/1e-12 where the clamp of n2 is active. */
 static void chain_through_n2(int64_t n, int64_t D, const float *z, const double *hnorm, float *g)
 {
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if ((double)n * (double)D >= PAR_MIN_ENTRIES)
-#endif
     for (int64_t i = 0; i < n; i++) {
         float *gi = g + i * D;
         const float *zi = z + i * D;
@@ -251,7 +221,6 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
         return st;
     palm_shape sh = make_shape(bank, n, labels);
     int64_t P = sh.P, D = sh.D, s = sh.s;
-    int nt = max_threads();
     double m = bank->params[PROTOOD_BANK_MOMENTUM];
     double tau = bank->params[PROTOOD_BANK_TEMPERATURE];
     double eps = bank->params[PROTOOD_BANK_SINKHORN_EPSILON];
@@ -275,7 +244,7 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     size_t o_pn = take(&l, P, D, sizeof(float));
     size_t o_g = take(&l, want_pcon ? P : 0, D, sizeof(float));
     size_t o_gp = take(&l, want_pcon ? P : 0, P, sizeof(float));
-    size_t o_tmp = take(&l, nt, P, sizeof(cand));
+    size_t o_tmp = take(&l, 1, P, sizeof(cand));
     if (l.overflow)
         return pood_fail(PROTOOD_E_SHAPE, func, "workspace for n = %lld rows x %lld prototypes overflows",
                          (long long)n, (long long)P);
@@ -302,7 +271,7 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
             trace->q1[k] = (float)Q[k];
 
     /* 3-4. support, A = n1_columns(n1_rows(T ⊙ M ⊙ Q1)) on the support */
-    compute_support(&sh, labels, Q, idx, tmp, nt);
+    compute_support(&sh, labels, Q, idx, tmp);
     normalise_support(&sh, Q, idx, av);
     memset(col, 0, (size_t)P * sizeof *col);
     for (int64_t k = 0; k < n * s; k++)
@@ -363,35 +332,36 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     /* 8. MLE over all P prototypes; with a gradient wanted, row i of S becomes
      * (softmax(L_i) - W_i) / (n tau), the factor of dL/dz = that . P' */
     double inv_tau = 1.0 / tau, gscale = 1.0 / ((double)n * tau), mle_sum = 0.0;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) reduction(+ : mle_sum) if ((double)n * (double)P >= PAR_MIN_ENTRIES)
-#endif
     for (int64_t i = 0; i < n; i++) {
         float *si = S + i * P;
         const int64_t *ii = idx + i * s;
         const double *wi = wv + i * s;
-        double mx = si[0];
-        for (int64_t j = 1; j < P; j++)
-            if (si[j] > mx)
-                mx = si[j];
+        float mx = si[0];
+#pragma omp simd reduction(max : mx)
+        for (int64_t j = 0; j < P; j++)
+            mx = si[j] > mx ? si[j] : mx;
         double pos = 0.0;
         for (int64_t t = 0; t < s; t++)
             pos += wi[t] * si[ii[t]];
         double sum = 0.0;
+        float itau = (float)inv_tau;
         if (grad) {
+#pragma omp simd reduction(+ : sum)
             for (int64_t j = 0; j < P; j++) {
-                double e = exp(((double)si[j] - mx) * inv_tau);
-                si[j] = (float)e;
+                float e = pood_expf((si[j] - mx) * itau);
+                si[j] = e;
                 sum += e;
             }
             float f = (float)(gscale / sum);
+#pragma omp simd
             for (int64_t j = 0; j < P; j++)
                 si[j] *= f;
             for (int64_t t = 0; t < s; t++)
                 si[ii[t]] -= (float)(wi[t] * gscale);
         } else {
+#pragma omp simd reduction(+ : sum)
             for (int64_t j = 0; j < P; j++)
-                sum += exp(((double)si[j] - mx) * inv_tau);
+                sum += pood_expf((si[j] - mx) * itau);
         }
         mle_sum += (pos - mx) * inv_tau - log(sum);
     }
@@ -410,27 +380,19 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
         double inv_tp = 1.0 / tau_p, psum = 0.0;
         int has_pos = sh.supervised && sh.K > 1;
         int64_t K = sh.K;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) reduction(+ : psum) if ((double)P * (double)P >= PAR_MIN_ENTRIES)
-#endif
         for (int64_t a = 0; a < P; a++) {
             float *ga = G + a * P;
             /* the reference's shift: the row maximum including the self-similarity, a constant */
-            double c = ga[0];
-            for (int64_t b = 1; b < P; b++)
-                if (ga[b] > c)
-                    c = ga[b];
+            float c = ga[0];
+#pragma omp simd reduction(max : c)
+            for (int64_t b = 0; b < P; b++)
+                c = ga[b] > c ? ga[b] : c;
             /* log sum_{b != a} exp(G_ab), itself shifted by its own maximum so that a tiny tau_p
              * cannot underflow every term */
-            double mo = -INFINITY;
+            float mo = -INFINITY;
+#pragma omp simd reduction(max : mo)
             for (int64_t b = 0; b < P; b++)
-                if (b != a && ga[b] > mo)
-                    mo = ga[b];
-            double sum = 0.0;
-            for (int64_t b = 0; b < P; b++)
-                if (b != a)
-                    sum += exp(((double)ga[b] - mo) * inv_tp);
-            double lse = (mo - c) * inv_tp + log(sum);
+                mo = b != a && ga[b] > mo ? ga[b] : mo;
             double pos = 0.0;
             int64_t first = (a / K) * K;
             if (has_pos) {
@@ -439,17 +401,30 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
                         pos += ((double)ga[b] - c) * inv_tp;
                 pos /= (double)(K - 1);
             }
-            psum += pos - lse;
+            double sum = 0.0;
+            float itp = (float)inv_tp;
             if (grad) {
                 /* dL/dG_ab = (softmax_ab - positive weight_ab) / P, the self term excluded */
-                double f = 1.0 / (sum * (double)P);
+#pragma omp simd reduction(+ : sum)
+                for (int64_t b = 0; b < P; b++) {
+                    float e = b != a ? pood_expf((ga[b] - mo) * itp) : 0.0f;
+                    ga[b] = e;
+                    sum += e;
+                }
+                float f = (float)(1.0 / (sum * (double)P));
+#pragma omp simd
                 for (int64_t b = 0; b < P; b++)
-                    ga[b] = b == a ? 0.0f : (float)(exp(((double)ga[b] - mo) * inv_tp) * f);
+                    ga[b] *= f;
                 if (has_pos)
                     for (int64_t b = first; b < first + K; b++)
                         if (b != a)
                             ga[b] -= (float)(1.0 / ((double)(K - 1) * (double)P));
+            } else {
+#pragma omp simd reduction(+ : sum)
+                for (int64_t b = 0; b < P; b++)
+                    sum += b != a ? pood_expf((ga[b] - mo) * itp) : 0.0f;
             }
+            psum += pos - ((double)mo - c) * inv_tp - log(sum);
         }
         pcon = -psum / (double)P;
         if (grad) {
@@ -479,9 +454,6 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)P, 1.0f, Adense,
                             (int)P, gp, (int)D, 1.0f, grad, (int)D);
             } else {
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if ((double)n * (double)s * (double)D >= PAR_MIN_ENTRIES)
-#endif
                 for (int64_t i = 0; i < n; i++)
                     for (int64_t t = 0; t < s; t++) {
                         float a = (float)av[i * s + t];
@@ -523,7 +495,6 @@ protood_status protood_palm_assign(const protood_bank *bank, int64_t n, const fl
         return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "weights_out is NULL");
     palm_shape sh = make_shape(bank, n, labels);
     int64_t P = sh.P, D = sh.D, s = sh.s;
-    int nt = max_threads();
     layout l = {0, 0};
     size_t o_z = take(&l, n, D, sizeof(float));
     size_t o_hn = take(&l, n, 1, sizeof(double));
@@ -532,7 +503,7 @@ protood_status protood_palm_assign(const protood_bank *bank, int64_t n, const fl
     size_t o_scr = take(&l, (int64_t)pood_sinkhorn_scratch_doubles(n, P), 1, sizeof(double));
     size_t o_idx = take(&l, n, s, sizeof(int64_t));
     size_t o_w = take(&l, n, s, sizeof(double));
-    size_t o_tmp = take(&l, nt, P, sizeof(cand));
+    size_t o_tmp = take(&l, 1, P, sizeof(cand));
     if (l.overflow)
         return pood_fail(PROTOOD_E_SHAPE, __func__, "scratch for n = %lld rows x %lld prototypes overflows",
                          (long long)n, (long long)P);
@@ -548,7 +519,7 @@ protood_status protood_palm_assign(const protood_bank *bank, int64_t n, const fl
                 (int)D, 0.0f, S, (int)P);
     pood_sinkhorn(n, P, S, bank->params[PROTOOD_BANK_SINKHORN_EPSILON],
                   (int32_t)bank->params[PROTOOD_BANK_SINKHORN_ITERS], Q, scr);
-    compute_support(&sh, labels, Q, idx, (cand *)(base + o_tmp), nt);
+    compute_support(&sh, labels, Q, idx, (cand *)(base + o_tmp));
     normalise_support(&sh, Q, idx, wv);
     scatter_dense(&sh, idx, wv, weights_out);
     free(base);

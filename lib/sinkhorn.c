@@ -26,127 +26,91 @@
 #include <string.h>
 #include <stdlib.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "errors.h"
+#include "fastexp.h"
 #include "validate.h"
 
-/* Below this many entries a second thread costs more than it saves. */
-#define PAR_MIN_ENTRIES 32768.0
 #define FLOOR 1e-12   /* F.normalize's eps */
-
-static int team_size(int64_t n, int64_t p)
-{
-#ifdef _OPENMP
-    if ((double)n * (double)p < PAR_MIN_ENTRIES)
-        return 1;
-    int t = omp_get_max_threads();
-    return t < 1 ? 1 : t;
-#else
-    (void)n;
-    (void)p;
-    return 1;
-#endif
-}
-
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 size_t pood_sinkhorn_scratch_doubles(int64_t n, int64_t p)
 {
-    /* u or a (n), v or b (p), one column accumulator per thread (p each), column maxima (p) */
-    return (size_t)n + (size_t)p * (size_t)(team_size(n, p) + 2);
+    /* u or a (n), v or b (p), column sums (p), column maxima (p) */
+    return (size_t)n + (size_t)p * 3;
 }
 
 /* Direct route. q receives K, then the output in place. Returns 0 if a scaling left the double
- * range (not expected below the spread threshold; the caller then takes the log route). */
-static int sinkhorn_direct(int64_t n, int64_t p, const float *s, double smax, double inv_eps, int32_t iters,
-                           double *q, double *scratch)
+ * range (not expected below the spread threshold; the caller then takes the log route).
+ * Single-threaded on purpose: these are memory-bound passes between BLAS calls, and an OpenMP
+ * team next to the BLAS's own threads on a small machine costs more in spinning than it saves. */
+static int sinkhorn_direct(int64_t n, int64_t p, const float *s, double smin, double smax, double inv_eps,
+                           int32_t iters, double *q, double *scratch)
 {
-    int nt = team_size(n, p);
-    double *u = scratch, *v = scratch + n;
-    double *acc = v + p;  /* nt x p column accumulators */
-    double total = 0.0;
-    int ok = 1;
+    double *u = scratch, *v = scratch + n, *acc = v + p;
+    /* Up to a spread of 80, K stays in float's normal range and the vectorised float exp does
+     * (relative error 1e-7, the precision of the float32 scores themselves). */
+    int fast = (smax - smin) * inv_eps <= POOD_SINKHORN_FLOAT_RANGE;
+    float smax_f = (float)smax, inv_eps_f = (float)inv_eps;
 
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
-    {
-        double *my = acc + (size_t)thread_id() * (size_t)p;
-        memset(my, 0, (size_t)p * sizeof *my);
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-        for (int64_t i = 0; i < n; i++) {
-            const float *si = s + i * p;
-            double *qi = q + i * p;
+    memset(acc, 0, (size_t)p * sizeof *acc);
+    for (int64_t i = 0; i < n; i++) {
+        const float *si = s + i * p;
+        double *qi = q + i * p;
+        if (fast) {
+#pragma omp simd
+            for (int64_t j = 0; j < p; j++) {
+                double k = pood_expf((si[j] - smax_f) * inv_eps_f);
+                qi[j] = k;
+                acc[j] += k;
+            }
+        } else {
             for (int64_t j = 0; j < p; j++) {
                 double k = exp(((double)si[j] - smax) * inv_eps);
                 qi[j] = k;
-                my[j] += k;
+                acc[j] += k;
             }
-            u[i] = 1.0;
         }
-        for (int32_t it = 1; it <= iters; it++) {
-            /* column step on Q = diag(u) K diag(v): col_j = v_j sum_i u_i K_ij */
-#ifdef _OPENMP
-#pragma omp single
-#endif
-            {
-                if (it == 1) { /* Q / sum(Q): the total folds into v */
-                    for (int64_t j = 0; j < p; j++)
-                        for (int t = 0; t < nt; t++)
-                            total += acc[(size_t)t * (size_t)p + (size_t)j];
-                    for (int64_t j = 0; j < p; j++)
-                        v[j] = 1.0 / total;
-                }
-                for (int64_t j = 0; j < p; j++) {
-                    double c = 0.0;
-                    for (int t = 0; t < nt; t++)
-                        c += acc[(size_t)t * (size_t)p + (size_t)j];
-                    c *= v[j];
-                    v[j] /= (c > FLOOR ? c : FLOOR) * (double)p;
-                    if (!(v[j] > 0.0 && v[j] < INFINITY))
-                        ok = 0;
-                }
-            } /* implicit barrier: every thread sees v */
-            memset(my, 0, (size_t)p * sizeof *my);
-            int last = it == iters;
-#ifdef _OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int64_t i = 0; i < n; i++) {
-                double *qi = q + i * p;
-                double r = 0.0;
+        u[i] = 1.0;
+    }
+    double total = 0.0;   /* Q / sum(Q): the total folds into v */
+    for (int64_t j = 0; j < p; j++)
+        total += acc[j];
+    for (int64_t j = 0; j < p; j++)
+        v[j] = 1.0 / total;
+    for (int32_t it = 1; it <= iters; it++) {
+        /* column step on Q = diag(u) K diag(v): col_j = v_j sum_i u_i K_ij */
+        for (int64_t j = 0; j < p; j++) {
+            double c = acc[j] * v[j];
+            v[j] /= (c > FLOOR ? c : FLOOR) * (double)p;
+            if (!(v[j] > 0.0 && v[j] < INFINITY))
+                return 0;
+        }
+        /* row step, fused with the column sums of the next iteration */
+        memset(acc, 0, (size_t)p * sizeof *acc);
+        int last = it == iters;
+        for (int64_t i = 0; i < n; i++) {
+            double *qi = q + i * p;
+            double r = 0.0;
+#pragma omp simd reduction(+ : r)
+            for (int64_t j = 0; j < p; j++)
+                r += qi[j] * v[j];
+            r *= u[i];
+            u[i] /= (r > FLOOR ? r : FLOOR) * (double)n;
+            double ui = u[i];
+            if (!(ui > 0.0 && ui < INFINITY))
+                return 0;
+            if (last) {
+                double f = ui * (double)n;
+#pragma omp simd
                 for (int64_t j = 0; j < p; j++)
-                    r += qi[j] * v[j];
-                r *= u[i];
-                u[i] /= (r > FLOOR ? r : FLOOR) * (double)n;
-                double ui = u[i];
-                if (last) {
-                    double f = ui * (double)n;
-                    for (int64_t j = 0; j < p; j++)
-                        qi[j] = qi[j] * v[j] * f;
-                } else {
-                    for (int64_t j = 0; j < p; j++)
-                        my[j] += qi[j] * ui;
-                }
+                    qi[j] = qi[j] * v[j] * f;
+            } else {
+#pragma omp simd
+                for (int64_t j = 0; j < p; j++)
+                    acc[j] += qi[j] * ui;
             }
         }
     }
-    for (int64_t i = 0; i < n && ok; i++)
-        if (!(u[i] > 0.0 && u[i] < INFINITY))
-            ok = 0;
-    return ok;
+    return 1;
 }
 
 /* Log-domain route for spreads the direct form cannot hold (tiny epsilon, large scores):
@@ -188,9 +152,6 @@ static void sinkhorn_log(int64_t n, int64_t p, const float *s, double inv_eps, i
         }
         /* row step; the last one also writes the output n Q */
         int last = it == iters;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(team_size(n, p))
-#endif
         for (int64_t i = 0; i < n; i++) {
             const float *si = s + i * p;
             double rmax = -INFINITY;
@@ -221,15 +182,14 @@ void pood_sinkhorn(int64_t n, int64_t p, const float *scores, double epsilon, in
                    double *scratch)
 {
     float smin = scores[0], smax = scores[0];
-    for (size_t k = 1; k < (size_t)n * (size_t)p; k++) {
-        if (scores[k] < smin)
-            smin = scores[k];
-        if (scores[k] > smax)
-            smax = scores[k];
+#pragma omp simd reduction(min : smin) reduction(max : smax)
+    for (size_t k = 0; k < (size_t)n * (size_t)p; k++) {
+        smin = scores[k] < smin ? scores[k] : smin;
+        smax = scores[k] > smax ? scores[k] : smax;
     }
     double inv_eps = 1.0 / epsilon;
     if (((double)smax - (double)smin) * inv_eps <= POOD_SINKHORN_DIRECT_RANGE &&
-        sinkhorn_direct(n, p, scores, (double)smax, inv_eps, iters, q, scratch))
+        sinkhorn_direct(n, p, scores, (double)smin, (double)smax, inv_eps, iters, q, scratch))
         return;
     sinkhorn_log(n, p, scores, inv_eps, iters, q, scratch);
 }

@@ -20,5 +20,7 @@ void pood_sinkhorn(int64_t n, int64_t p, const float *scores, double epsilon, in
 /* The largest spread (max - min of the scores, divided by epsilon) that the direct scaling form
  * handles; beyond it pood_sinkhorn works in the log domain. */
 #define POOD_SINKHORN_DIRECT_RANGE 200.0
+/* Up to this spread the direct route exponentiates in float (vectorised). */
+#define POOD_SINKHORN_FLOAT_RANGE 80.0
 
 #endif
