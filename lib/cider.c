@@ -151,21 +151,8 @@ protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
         for (int64_t c = 1; c < C; c++)
             if (si[c] > mx)
                 mx = si[c];
-        double sum = 0.0;
         double own = ((double)si[labels[i]] - mx) * inv_tau;
-        float mxf = (float)mx, itau = (float)inv_tau;
-        if (grad) {
-#pragma omp simd reduction(+ : sum)
-            for (int64_t c = 0; c < C; c++) {
-                float e = pood_expf((si[c] - mxf) * itau);
-                si[c] = e;
-                sum += e;
-            }
-        } else {
-#pragma omp simd reduction(+ : sum)
-            for (int64_t c = 0; c < C; c++)
-                sum += pood_expf((si[c] - mxf) * itau);
-        }
+        double sum = pood_exp_sum(C, si, (float)mx, (float)inv_tau, grad ? si : NULL);
         csum += own - log(sum);
         if (grad) {
             float f = (float)(gscale / sum);

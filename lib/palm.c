@@ -343,25 +343,15 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
         double pos = 0.0;
         for (int64_t t = 0; t < s; t++)
             pos += wi[t] * si[ii[t]];
-        double sum = 0.0;
         float itau = (float)inv_tau;
+        double sum = pood_exp_sum(P, si, mx, itau, grad ? si : NULL);
         if (grad) {
-#pragma omp simd reduction(+ : sum)
-            for (int64_t j = 0; j < P; j++) {
-                float e = pood_expf((si[j] - mx) * itau);
-                si[j] = e;
-                sum += e;
-            }
             float f = (float)(gscale / sum);
 #pragma omp simd
             for (int64_t j = 0; j < P; j++)
                 si[j] *= f;
             for (int64_t t = 0; t < s; t++)
                 si[ii[t]] -= (float)(wi[t] * gscale);
-        } else {
-#pragma omp simd reduction(+ : sum)
-            for (int64_t j = 0; j < P; j++)
-                sum += pood_expf((si[j] - mx) * itau);
         }
         mle_sum += (pos - mx) * inv_tau - log(sum);
     }
@@ -389,10 +379,13 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
                 c = ga[b] > c ? ga[b] : c;
             /* log sum_{b != a} exp(G_ab), itself shifted by its own maximum so that a tiny tau_p
              * cannot underflow every term */
-            float mo = -INFINITY;
+            float mo = -INFINITY;   /* over b != a: the two ranges around the diagonal */
 #pragma omp simd reduction(max : mo)
-            for (int64_t b = 0; b < P; b++)
-                mo = b != a && ga[b] > mo ? ga[b] : mo;
+            for (int64_t b = 0; b < a; b++)
+                mo = ga[b] > mo ? ga[b] : mo;
+#pragma omp simd reduction(max : mo)
+            for (int64_t b = a + 1; b < P; b++)
+                mo = ga[b] > mo ? ga[b] : mo;
             double pos = 0.0;
             int64_t first = (a / K) * K;
             if (has_pos) {
@@ -401,16 +394,13 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
                         pos += ((double)ga[b] - c) * inv_tp;
                 pos /= (double)(K - 1);
             }
-            double sum = 0.0;
             float itp = (float)inv_tp;
+            float *out = grad ? ga : NULL;
+            double sum = pood_exp_sum(a, ga, mo, itp, out) +
+                         pood_exp_sum(P - a - 1, ga + a + 1, mo, itp, out ? out + a + 1 : NULL);
             if (grad) {
                 /* dL/dG_ab = (softmax_ab - positive weight_ab) / P, the self term excluded */
-#pragma omp simd reduction(+ : sum)
-                for (int64_t b = 0; b < P; b++) {
-                    float e = b != a ? pood_expf((ga[b] - mo) * itp) : 0.0f;
-                    ga[b] = e;
-                    sum += e;
-                }
+                ga[a] = 0.0f;
                 float f = (float)(1.0 / (sum * (double)P));
 #pragma omp simd
                 for (int64_t b = 0; b < P; b++)
@@ -419,10 +409,6 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
                     for (int64_t b = first; b < first + K; b++)
                         if (b != a)
                             ga[b] -= (float)(1.0 / ((double)(K - 1) * (double)P));
-            } else {
-#pragma omp simd reduction(+ : sum)
-                for (int64_t b = 0; b < P; b++)
-                    sum += b != a ? pood_expf((ga[b] - mo) * itp) : 0.0f;
             }
             psum += pos - ((double)mo - c) * inv_tp - log(sum);
         }

@@ -38,6 +38,20 @@ size_t pood_sinkhorn_scratch_doubles(int64_t n, int64_t p)
     return (size_t)n + (size_t)p * 3;
 }
 
+/* sum_j a_j b_j with eight independent partial sums: one accumulator would leave this
+ * memory-bound loop waiting on the add latency. */
+static double dot8(int64_t n, const double *a, const double *b)
+{
+    double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++)
+            part[k] += a[j + k] * b[j + k];
+    for (; j < n; j++)
+        part[0] += a[j] * b[j];
+    return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
 /* Direct route. q receives K, then the output in place. Returns 0 if a scaling left the double
  * range (not expected below the spread threshold; the caller then takes the log route).
  * Single-threaded on purpose: these are memory-bound passes between BLAS calls, and an OpenMP
@@ -89,10 +103,7 @@ static int sinkhorn_direct(int64_t n, int64_t p, const float *s, double smin, do
         int last = it == iters;
         for (int64_t i = 0; i < n; i++) {
             double *qi = q + i * p;
-            double r = 0.0;
-#pragma omp simd reduction(+ : r)
-            for (int64_t j = 0; j < p; j++)
-                r += qi[j] * v[j];
+            double r = dot8(p, qi, v);
             r *= u[i];
             u[i] /= (r > FLOOR ? r : FLOOR) * (double)n;
             double ui = u[i];
@@ -182,7 +193,7 @@ void pood_sinkhorn(int64_t n, int64_t p, const float *scores, double epsilon, in
                    double *scratch)
 {
     float smin = scores[0], smax = scores[0];
-#pragma omp simd reduction(min : smin) reduction(max : smax)
+#pragma omp simd simdlen(16) reduction(min : smin) reduction(max : smax)
     for (size_t k = 0; k < (size_t)n * (size_t)p; k++) {
         smin = scores[k] < smin ? scores[k] : smin;
         smax = scores[k] > smax ? scores[k] : smax;
