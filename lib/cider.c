@@ -147,10 +147,7 @@ protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
     double inv_tau = 1.0 / tau, gscale = w / (b_comp * (double)n), csum = 0.0;
     for (int64_t i = 0; i < n; i++) {
         float *si = S + i * C;
-        double mx = si[0];
-        for (int64_t c = 1; c < C; c++)
-            if (si[c] > mx)
-                mx = si[c];
+        double mx = pood_max_f(C, si);
         double own = ((double)si[labels[i]] - mx) * inv_tau;
         double sum = pood_exp_sum(C, si, (float)mx, (float)inv_tau, grad ? si : NULL);
         csum += own - log(sum);

@@ -4,6 +4,7 @@
 #ifndef PROTOOD_LIB_FASTEXP_H
 #define PROTOOD_LIB_FASTEXP_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -43,6 +44,25 @@ static inline float pood_expf(float x)
     yb &= keep;
     memcpy(&y, &yb, sizeof y);
     return y;
+}
+
+/* max_j x[j] for n >= 1 (-inf for n = 0), with eight independent partial maxima so that the loop
+ * vectorises and does not wait on one comparison chain. */
+#if defined(__GNUC__)
+__attribute__((noinline, unused))
+#endif
+static float pood_max_f(int64_t n, const float *x)
+{
+    float part[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int t = 0; t < 8; t++)
+            part[t] = x[j + t] > part[t] ? x[j + t] : part[t];
+    for (; j < n; j++)
+        part[0] = x[j] > part[0] ? x[j] : part[0];
+    for (int t = 1; t < 8; t++)
+        part[0] = part[t] > part[0] ? part[t] : part[0];
+    return part[0];
 }
 
 /* out[j] = e^((x[j] - shift) * scale) for j < n, with out == x allowed, or out NULL to only sum;

@@ -23,6 +23,8 @@
 
 #define NORM_EPS 1e-12          /* n1 and n2 of SPEC.md divide by max(norm, 1e-12) */
 #define INSERTION_TOPK_MAX 16   /* larger supports are selected by sorting the row */
+/* |z . p| for rows of norm at most 1 (n2 never lengthens a row), with room for float rounding */
+#define COSINE_BOUND 1.0001
 
 /* ---- shape of one call ------------------------------------------------------------------- */
 
@@ -265,7 +267,7 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     normalise_features(n, D, h, z, hn);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)P, (int)D, 1.0f, z, (int)D, bank->protos,
                 (int)D, 0.0f, S, (int)P);
-    pood_sinkhorn(n, P, S, eps, iters, Q, scr);
+    pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, Q, scr);
     if (trace && trace->q1)
         for (size_t k = 0; k < (size_t)n * (size_t)P; k++)
             trace->q1[k] = (float)Q[k];
@@ -324,7 +326,7 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     /* 6-7. second pass on the updated bank; W takes its values on the support of step 3 */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)P, (int)D, 1.0f, z, (int)D, pn, (int)D,
                 0.0f, S, (int)P);
-    pood_sinkhorn(n, P, S, eps, iters, Q, scr);
+    pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, Q, scr);
     normalise_support(&sh, Q, idx, wv);
     if (trace && trace->w)
         scatter_dense(&sh, idx, wv, trace->w);
@@ -336,10 +338,7 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
         float *si = S + i * P;
         const int64_t *ii = idx + i * s;
         const double *wi = wv + i * s;
-        float mx = si[0];
-#pragma omp simd reduction(max : mx)
-        for (int64_t j = 0; j < P; j++)
-            mx = si[j] > mx ? si[j] : mx;
+        float mx = pood_max_f(P, si);
         double pos = 0.0;
         for (int64_t t = 0; t < s; t++)
             pos += wi[t] * si[ii[t]];
@@ -373,19 +372,11 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
         for (int64_t a = 0; a < P; a++) {
             float *ga = G + a * P;
             /* the reference's shift: the row maximum including the self-similarity, a constant */
-            float c = ga[0];
-#pragma omp simd reduction(max : c)
-            for (int64_t b = 0; b < P; b++)
-                c = ga[b] > c ? ga[b] : c;
+            float c = pood_max_f(P, ga);
             /* log sum_{b != a} exp(G_ab), itself shifted by its own maximum so that a tiny tau_p
              * cannot underflow every term */
-            float mo = -INFINITY;   /* over b != a: the two ranges around the diagonal */
-#pragma omp simd reduction(max : mo)
-            for (int64_t b = 0; b < a; b++)
-                mo = ga[b] > mo ? ga[b] : mo;
-#pragma omp simd reduction(max : mo)
-            for (int64_t b = a + 1; b < P; b++)
-                mo = ga[b] > mo ? ga[b] : mo;
+            float mo = pood_max_f(a, ga), mo2 = pood_max_f(P - a - 1, ga + a + 1);   /* over b != a */
+            mo = mo2 > mo ? mo2 : mo;
             double pos = 0.0;
             int64_t first = (a / K) * K;
             if (has_pos) {
@@ -503,7 +494,7 @@ protood_status protood_palm_assign(const protood_bank *bank, int64_t n, const fl
     normalise_features(n, D, h, z, hn);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)P, (int)D, 1.0f, z, (int)D, bank->protos,
                 (int)D, 0.0f, S, (int)P);
-    pood_sinkhorn(n, P, S, bank->params[PROTOOD_BANK_SINKHORN_EPSILON],
+    pood_sinkhorn(n, P, S, COSINE_BOUND, bank->params[PROTOOD_BANK_SINKHORN_EPSILON],
                   (int32_t)bank->params[PROTOOD_BANK_SINKHORN_ITERS], Q, scr);
     compute_support(&sh, labels, Q, idx, (cand *)(base + o_tmp));
     normalise_support(&sh, Q, idx, wv);

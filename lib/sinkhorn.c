@@ -9,10 +9,10 @@
  * Q = diag(u) K diag(v) with the global normalisation folded into v.
  *
  *   - direct: when the spread of S/eps is at most POOD_SINKHORN_DIRECT_RANGE, K = exp(S/eps - max)
- *     lies in [e^-200, 1] and the scalings stay far inside the double range, so K is computed once
+ *     lies in [e^-250, 1] and the scalings stay far inside the double range, so K is computed once
  *     and each iteration is one fused pass (row sums with the current v, then column sums with the
  *     new u for the next v). This is the path of every practical epsilon on unit vectors
- *     (|S| <= 1, eps >= 0.01).
+ *     (|S| <= 1, eps >= 0.008).
  *   - log domain: otherwise the log-scalings a = log u, b = log v are kept and every sum is a
  *     log-sum-exp shifted by its own maximum, so nothing overflows or vanishes wholesale.
  *
@@ -34,52 +34,66 @@
 
 size_t pood_sinkhorn_scratch_doubles(int64_t n, int64_t p)
 {
-    /* u or a (n), v or b (p), column sums (p), column maxima (p) */
-    return (size_t)n + (size_t)p * 3;
+    /* u or a (n), v or b (p), column sums (p), column maxima (p), K as float (n x p) */
+    return (size_t)n + (size_t)p * 3 + ((size_t)n * (size_t)p + 1) / 2;
 }
 
-/* sum_j a_j b_j with eight independent partial sums: one accumulator would leave this
- * memory-bound loop waiting on the add latency. */
-static double dot8(int64_t n, const double *a, const double *b)
+/* sum_j k_j v_j with eight independent partial sums: one accumulator would leave these
+ * memory-bound loops waiting on the add latency. */
+static double dot8_d(int64_t n, const double *k, const double *v)
 {
     double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t j = 0;
     for (; j + 8 <= n; j += 8)
-        for (int k = 0; k < 8; k++)
-            part[k] += a[j + k] * b[j + k];
+        for (int t = 0; t < 8; t++)
+            part[t] += k[j + t] * v[j + t];
     for (; j < n; j++)
-        part[0] += a[j] * b[j];
+        part[0] += k[j] * v[j];
     return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
 }
 
-/* Direct route. q receives K, then the output in place. Returns 0 if a scaling left the double
- * range (not expected below the spread threshold; the caller then takes the log route).
- * Single-threaded on purpose: these are memory-bound passes between BLAS calls, and an OpenMP
- * team next to the BLAS's own threads on a small machine costs more in spinning than it saves. */
+static double dot8_f(int64_t n, const float *k, const double *v)
+{
+    double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int t = 0; t < 8; t++)
+            part[t] += k[j + t] * v[j + t];
+    for (; j < n; j++)
+        part[0] += k[j] * v[j];
+    return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
+/* Direct route. K = exp((S - smax)/eps) is kept as float when it fits float's normal range
+ * (spread <= POOD_SINKHORN_FLOAT_RANGE: every practical epsilon on unit vectors), which halves the
+ * memory traffic of these memory-bound passes, and as double in q otherwise; q receives the
+ * output. Returns 0 if a scaling left the double range (not expected below the spread threshold;
+ * the caller then takes the log route). Single-threaded on purpose: these passes run between
+ * BLAS calls, and an OpenMP team next to the BLAS's own threads on a small machine costs more in
+ * spinning than it saves. */
 static int sinkhorn_direct(int64_t n, int64_t p, const float *s, double smin, double smax, double inv_eps,
                            int32_t iters, double *q, double *scratch)
 {
     double *u = scratch, *v = scratch + n, *acc = v + p;
-    /* Up to a spread of 80, K stays in float's normal range and the vectorised float exp does
-     * (relative error 1e-7, the precision of the float32 scores themselves). */
-    int fast = (smax - smin) * inv_eps <= POOD_SINKHORN_FLOAT_RANGE;
+    float *kf = (smax - smin) * inv_eps <= POOD_SINKHORN_FLOAT_RANGE ? (float *)(acc + 2 * p) : NULL;
     float smax_f = (float)smax, inv_eps_f = (float)inv_eps;
 
     memset(acc, 0, (size_t)p * sizeof *acc);
     for (int64_t i = 0; i < n; i++) {
         const float *si = s + i * p;
-        double *qi = q + i * p;
-        if (fast) {
+        if (kf) { /* the vectorised float exp: relative error 1e-7, the precision of the scores */
+            float *ki = kf + i * p;
 #pragma omp simd
             for (int64_t j = 0; j < p; j++) {
-                double k = pood_expf((si[j] - smax_f) * inv_eps_f);
-                qi[j] = k;
+                float k = pood_expf((si[j] - smax_f) * inv_eps_f);
+                ki[j] = k;
                 acc[j] += k;
             }
         } else {
+            double *ki = q + i * p;
             for (int64_t j = 0; j < p; j++) {
                 double k = exp(((double)si[j] - smax) * inv_eps);
-                qi[j] = k;
+                ki[j] = k;
                 acc[j] += k;
             }
         }
@@ -98,22 +112,32 @@ static int sinkhorn_direct(int64_t n, int64_t p, const float *s, double smin, do
             if (!(v[j] > 0.0 && v[j] < INFINITY))
                 return 0;
         }
-        /* row step, fused with the column sums of the next iteration */
+        /* row step, fused with the column sums of the next iteration or the output */
         memset(acc, 0, (size_t)p * sizeof *acc);
         int last = it == iters;
         for (int64_t i = 0; i < n; i++) {
+            const float *kfi = kf ? kf + i * p : NULL;
             double *qi = q + i * p;
-            double r = dot8(p, qi, v);
-            r *= u[i];
+            double r = (kfi ? dot8_f(p, kfi, v) : dot8_d(p, qi, v)) * u[i];
             u[i] /= (r > FLOOR ? r : FLOOR) * (double)n;
             double ui = u[i];
             if (!(ui > 0.0 && ui < INFINITY))
                 return 0;
             if (last) {
                 double f = ui * (double)n;
+                if (kfi) {
+#pragma omp simd
+                    for (int64_t j = 0; j < p; j++)
+                        qi[j] = kfi[j] * v[j] * f;
+                } else {
+#pragma omp simd
+                    for (int64_t j = 0; j < p; j++)
+                        qi[j] = qi[j] * v[j] * f;
+                }
+            } else if (kfi) {
 #pragma omp simd
                 for (int64_t j = 0; j < p; j++)
-                    qi[j] = qi[j] * v[j] * f;
+                    acc[j] += kfi[j] * ui;
             } else {
 #pragma omp simd
                 for (int64_t j = 0; j < p; j++)
@@ -189,18 +213,22 @@ static void sinkhorn_log(int64_t n, int64_t p, const float *s, double inv_eps, i
     }
 }
 
-void pood_sinkhorn(int64_t n, int64_t p, const float *scores, double epsilon, int32_t iters, double *q,
-                   double *scratch)
+void pood_sinkhorn(int64_t n, int64_t p, const float *scores, double bound, double epsilon, int32_t iters,
+                   double *q, double *scratch)
 {
-    float smin = scores[0], smax = scores[0];
-#pragma omp simd simdlen(16) reduction(min : smin) reduction(max : smax)
-    for (size_t k = 0; k < (size_t)n * (size_t)p; k++) {
-        smin = scores[k] < smin ? scores[k] : smin;
-        smax = scores[k] > smax ? scores[k] : smax;
+    double lo = -bound, hi = bound;
+    if (!(bound > 0.0)) { /* no bound known: scan */
+        float smin = scores[0], smax = scores[0];
+#pragma omp simd reduction(min : smin) reduction(max : smax)
+        for (size_t k = 0; k < (size_t)n * (size_t)p; k++) {
+            smin = scores[k] < smin ? scores[k] : smin;
+            smax = scores[k] > smax ? scores[k] : smax;
+        }
+        lo = smin;
+        hi = smax;
     }
     double inv_eps = 1.0 / epsilon;
-    if (((double)smax - (double)smin) * inv_eps <= POOD_SINKHORN_DIRECT_RANGE &&
-        sinkhorn_direct(n, p, scores, (double)smin, (double)smax, inv_eps, iters, q, scratch))
+    if ((hi - lo) * inv_eps <= POOD_SINKHORN_DIRECT_RANGE && sinkhorn_direct(n, p, scores, lo, hi, inv_eps, iters, q, scratch))
         return;
     sinkhorn_log(n, p, scores, inv_eps, iters, q, scratch);
 }
@@ -228,7 +256,7 @@ protood_status protood_sinkhorn(int64_t n, int64_t p, const float *scores, doubl
     if (!q)
         return pood_fail(PROTOOD_E_NOMEM, __func__, "no memory for %lld x %lld assignments", (long long)n,
                          (long long)p);
-    pood_sinkhorn(n, p, scores, epsilon, iters, q, q + (size_t)n * (size_t)p);
+    pood_sinkhorn(n, p, scores, 0.0, epsilon, iters, q, q + (size_t)n * (size_t)p);
     for (size_t k = 0; k < (size_t)n * (size_t)p; k++)
         assign_out[k] = (float)q[k];
     free(q);

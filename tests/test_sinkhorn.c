@@ -148,12 +148,12 @@ START_TEST(direct_and_log_routes_agree)
     size_t scratch = pood_sinkhorn_scratch_doubles(n, p);
     double *w = malloc(scratch * sizeof *w), *qd = malloc((size_t)(n * p) * sizeof *qd);
     double *ql = malloc((size_t)(n * p) * sizeof *ql), *ref = malloc((size_t)(n * p) * sizeof *ref);
-    pood_sinkhorn(n, p, s, eps_direct, 3, qd, w);
+    pood_sinkhorn(n, p, s, 0.0, eps_direct, 3, qd, w);
     reference_sinkhorn(n, p, s, eps_direct, 3, ref);
     for (int64_t k = 0; k < n * p; k++)
         ck_assert_msg(fabs(qd[k] - ref[k]) <= 1e-9 + 1e-9 * ref[k], "direct q[%lld] = %.17g vs %.17g", (long long)k,
                       qd[k], ref[k]);
-    pood_sinkhorn(n, p, s, eps_log, 3, ql, w);
+    pood_sinkhorn(n, p, s, 0.0, eps_log, 3, ql, w);
     reference_sinkhorn(n, p, s, eps_log, 3, ref);
     for (int64_t k = 0; k < n * p; k++)
         ck_assert_msg(fabs(ql[k] - ref[k]) <= 1e-9 + 1e-9 * ref[k], "log q[%lld] = %.17g vs %.17g", (long long)k,
