@@ -300,6 +300,104 @@ PROTOOD_API protood_status protood_fpr_at_tpr(int64_t n_in, const float *s_in, i
                                               double *out);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Training steps and building blocks                                                          */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * A step takes the caller's raw feature rows h (n x dim, e.g. the projector output of a network),
+ * normalises them itself (z = h / max(||h||, 1e-12)), does the whole reference step of SPEC.md §3
+ * (PALM) or §4 (CIDER) with the bank's parameters, moves the bank's prototypes, and writes the
+ * losses and the gradient of the total loss with respect to h, to be backpropagated into the
+ * network by the caller. The gradient includes the chain through the normalisation of h; for rows
+ * that already have unit norm it equals (I - z z^T) dL/dz. Every path that the authors' autograd
+ * follows is included, notably the one through the EMA update of the prototypes.
+ *
+ * Common to both steps:
+ *   - losses: 3 doubles or NULL; grad: n x dim float32, overwritten (not accumulated), or NULL.
+ *     With both NULL the step only moves the bank (the losses and gradient are not computed).
+ *   - Errors, all checked before anything is touched: INVALID_ARG (bank or h NULL, n < 1),
+ *     NONFINITE (NaN/Inf in h, or an all-zero row of h, which cannot be normalised), LABEL (a label
+ *     outside [0, n_classes)), SHAPE (n x dim or n x P overflows, or exceeds the BLAS int range),
+ *     NOMEM (the workspace could not grow). On any error the bank is left bit for bit as it was
+ *     and nothing is written to losses or grad.
+ *   - Scratch lives in the bank and grows on demand: after the first call at a given batch size a
+ *     step allocates nothing.
+ *   - Needs exclusive access to the bank (it moves the prototypes and uses the bank's scratch).
+ *     Heavy loops use the BLAS's threads and OpenMP (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS).
+ */
+
+/**
+ * One PALM training step (SPEC.md §3) on a batch of n rows.
+ *
+ * Parameters from the bank: MOMENTUM m, TEMPERATURE tau, SINKHORN_EPSILON, SINKHORN_ITERS, TOPK
+ * (0 = all; clamped to K, or to P when unsupervised), LAMBDA_PCON, PCON_TEMPERATURE.
+ *   - labels: n class indices in [0, n_classes), or NULL for unsupervised PALM (every prototype of
+ *     every class is a candidate for every row, top-k clamped to P, no positive pairs in the
+ *     prototype-contrastive loss).
+ *   - losses (may be NULL): [0] = L_mle + lambda * L_pcon, [1] = L_mle, [2] = L_pcon (0 when
+ *     lambda = 0, as the reference reports it; 0 for a bank of a single prototype, which has no
+ *     other prototype to contrast with).
+ *   - grad (may be NULL): n x dim, dL/dh.
+ * The bank's prototypes become the EMA-updated P' (a prototype no row was assigned to keeps its
+ * row exactly). Sinkhorn couples the rows of a batch, so results depend on the whole batch.
+ * Errors: see the section comment above. Exclusive access to the bank. @since 0.1
+ */
+PROTOOD_API protood_status protood_palm_step(protood_bank *bank, int64_t n, const float *h,
+                                             const int32_t *labels, double *losses, float *grad);
+
+/**
+ * One CIDER training step (SPEC.md §4) on a batch of n rows; the bank must have one prototype per
+ * class (protos_per_class = 1), else E_STATE.
+ *
+ * Parameters from the bank: MOMENTUM m (CIDER's default is 0.5: set it, the bank's default is
+ * PALM's 0.999), TEMPERATURE tau, COMP_WEIGHT w, DIS_BASE_TEMPERATURE, COMP_BASE_TEMPERATURE.
+ *   - labels: n class indices in [0, n_classes), required (NULL is E_INVALID_ARG).
+ *   - losses (may be NULL): [0] = w * L_comp + L_dis, [1] = L_comp, [2] = L_dis (0 for a bank of a
+ *     single class, which has nothing to disperse from).
+ *   - grad (may be NULL): n x dim, dL/dh, including the path of L_dis back through the sequential
+ *     prototype updates of the batch's rows.
+ * The rows update their class prototype one after the other in row order, so the order of the
+ * batch matters, as in the reference. Errors: see the section comment above, plus STATE.
+ * Exclusive access to the bank. @since 0.1
+ */
+PROTOOD_API protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
+                                              const int32_t *labels, double *losses, float *grad);
+
+/**
+ * Sinkhorn-Knopp soft assignment of SPEC.md §2 on a given score matrix: Q = exp(scores/epsilon),
+ * then `iters` times "every column sums to 1/p, then every row to 1/n", returned times n so that
+ * every row of assign_out sums to 1.
+ *
+ * scores: n x p float32, finite (any range: typically cosine similarities). epsilon > 0, finite.
+ * iters >= 1. assign_out: n x p float32. Equal to the reference's direct exponentiation wherever
+ * that is finite, and finite and correct where it overflows (small epsilon, large scores): large
+ * spreads are handled in the log domain. Entries below the float32 range come out as 0.
+ * Allocates n x p doubles of scratch per call.
+ * Errors: INVALID_ARG (NULL, n or p < 1, epsilon or iters out of range), NONFINITE (NaN/Inf in
+ * scores), SHAPE (n x p overflows), NOMEM. Thread-safe (no shared state). @since 0.1
+ */
+PROTOOD_API protood_status protood_sinkhorn(int64_t n, int64_t p, const float *scores, double epsilon,
+                                            int32_t iters, float *assign_out);
+
+/**
+ * The PALM loss weights W (SPEC.md §3 step 7) of a batch against the bank as it is, without the
+ * EMA update: z = n2(h), Q = sinkhorn(z P^T) over all P prototypes with the bank's epsilon and
+ * iterations, the support of row i = the top-k entries of Q_i among its class's K prototypes
+ * (labels NULL: among all P, top-k clamped to P; TOPK 0 = all of them), and
+ * W_ij = Q_ij / max(sum of Q_i over the support, 1e-12) on the support, 0 elsewhere. Each row sums
+ * to 1 unless its support holds less than 1e-12 of the row's mass. These are the soft mixture
+ * responsibilities with which a step would weight the MLE loss if the bank did not move, e.g. to
+ * inspect which prototype of its class each row is assigned to. As with every Sinkhorn
+ * assignment, a row's weights depend on the other rows of the batch.
+ *
+ * weights_out: n x P float32 (P = n_classes x protos_per_class, class-major columns).
+ * Allocates its scratch per call. Errors: INVALID_ARG (bank, h or weights_out NULL, n < 1),
+ * NONFINITE, LABEL, SHAPE, NOMEM as for protood_palm_step. Does not modify the bank: may run on
+ * the same bank from several threads at once. @since 0.1
+ */
+PROTOOD_API protood_status protood_palm_assign(const protood_bank *bank, int64_t n, const float *h,
+                                               const int32_t *labels, float *weights_out);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Feature files (NumPy .npy)                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 /*
