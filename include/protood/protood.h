@@ -300,6 +300,104 @@ PROTOOD_API protood_status protood_fpr_at_tpr(int64_t n_in, const float *s_in, i
                                               double *out);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Training steps and building blocks                                                          */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * A step takes the caller's raw feature rows h (n x dim, e.g. the projector output of a network),
+ * normalises them itself (z = h / max(||h||, 1e-12)), does the whole reference step of SPEC.md §3
+ * (PALM) or §4 (CIDER) with the bank's parameters, moves the bank's prototypes, and writes the
+ * losses and the gradient of the total loss with respect to h, to be backpropagated into the
+ * network by the caller. The gradient includes the chain through the normalisation of h; for rows
+ * that already have unit norm it equals (I - z z^T) dL/dz. Every path that the authors' autograd
+ * follows is included, notably the one through the EMA update of the prototypes.
+ *
+ * Common to both steps:
+ *   - losses: 3 doubles or NULL; grad: n x dim float32, overwritten (not accumulated), or NULL.
+ *     With both NULL the step only moves the bank (the losses and gradient are not computed).
+ *   - Errors, all checked before anything is touched: INVALID_ARG (bank or h NULL, n < 1),
+ *     NONFINITE (NaN/Inf in h, or an all-zero row of h, which cannot be normalised), LABEL (a label
+ *     outside [0, n_classes)), SHAPE (n x dim or n x P overflows, or exceeds the BLAS int range),
+ *     NOMEM (the workspace could not grow). On any error the bank is left bit for bit as it was
+ *     and nothing is written to losses or grad.
+ *   - Scratch lives in the bank and grows on demand: after the first call at a given batch size a
+ *     step allocates nothing.
+ *   - Needs exclusive access to the bank (it moves the prototypes and uses the bank's scratch).
+ *     Heavy loops use the BLAS's threads and OpenMP (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS).
+ */
+
+/**
+ * One PALM training step (SPEC.md §3) on a batch of n rows.
+ *
+ * Parameters from the bank: MOMENTUM m, TEMPERATURE tau, SINKHORN_EPSILON, SINKHORN_ITERS, TOPK
+ * (0 = all; clamped to K, or to P when unsupervised), LAMBDA_PCON, PCON_TEMPERATURE.
+ *   - labels: n class indices in [0, n_classes), or NULL for unsupervised PALM (every prototype of
+ *     every class is a candidate for every row, top-k clamped to P, no positive pairs in the
+ *     prototype-contrastive loss).
+ *   - losses (may be NULL): [0] = L_mle + lambda * L_pcon, [1] = L_mle, [2] = L_pcon (0 when
+ *     lambda = 0, as the reference reports it; 0 for a bank of a single prototype, which has no
+ *     other prototype to contrast with).
+ *   - grad (may be NULL): n x dim, dL/dh.
+ * The bank's prototypes become the EMA-updated P' (a prototype no row was assigned to keeps its
+ * row exactly). Sinkhorn couples the rows of a batch, so results depend on the whole batch.
+ * Errors: see the section comment above. Exclusive access to the bank. @since 0.1
+ */
+PROTOOD_API protood_status protood_palm_step(protood_bank *bank, int64_t n, const float *h,
+                                             const int32_t *labels, double *losses, float *grad);
+
+/**
+ * One CIDER training step (SPEC.md §4) on a batch of n rows; the bank must have one prototype per
+ * class (protos_per_class = 1), else E_STATE.
+ *
+ * Parameters from the bank: MOMENTUM m (CIDER's default is 0.5: set it, the bank's default is
+ * PALM's 0.999), TEMPERATURE tau, COMP_WEIGHT w, DIS_BASE_TEMPERATURE, COMP_BASE_TEMPERATURE.
+ *   - labels: n class indices in [0, n_classes), required (NULL is E_INVALID_ARG).
+ *   - losses (may be NULL): [0] = w * L_comp + L_dis, [1] = L_comp, [2] = L_dis (0 for a bank of a
+ *     single class, which has nothing to disperse from).
+ *   - grad (may be NULL): n x dim, dL/dh, including the path of L_dis back through the sequential
+ *     prototype updates of the batch's rows.
+ * The rows update their class prototype one after the other in row order, so the order of the
+ * batch matters, as in the reference. Errors: see the section comment above, plus STATE.
+ * Exclusive access to the bank. @since 0.1
+ */
+PROTOOD_API protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
+                                              const int32_t *labels, double *losses, float *grad);
+
+/**
+ * Sinkhorn-Knopp soft assignment of SPEC.md §2 on a given score matrix: Q = exp(scores/epsilon),
+ * then `iters` times "every column sums to 1/p, then every row to 1/n", returned times n so that
+ * every row of assign_out sums to 1.
+ *
+ * scores: n x p float32, finite (any range: typically cosine similarities). epsilon > 0, finite.
+ * iters >= 1. assign_out: n x p float32. Equal to the reference's direct exponentiation wherever
+ * that is finite, and finite and correct where it overflows (small epsilon, large scores): large
+ * spreads are handled in the log domain. Entries below the float32 range come out as 0.
+ * Allocates n x p doubles of scratch per call.
+ * Errors: INVALID_ARG (NULL, n or p < 1, epsilon or iters out of range), NONFINITE (NaN/Inf in
+ * scores), SHAPE (n x p overflows), NOMEM. Thread-safe (no shared state). @since 0.1
+ */
+PROTOOD_API protood_status protood_sinkhorn(int64_t n, int64_t p, const float *scores, double epsilon,
+                                            int32_t iters, float *assign_out);
+
+/**
+ * The PALM loss weights W (SPEC.md §3 step 7) of a batch against the bank as it is, without the
+ * EMA update: z = n2(h), Q = sinkhorn(z P^T) over all P prototypes with the bank's epsilon and
+ * iterations, the support of row i = the top-k entries of Q_i among its class's K prototypes
+ * (labels NULL: among all P, top-k clamped to P; TOPK 0 = all of them), and
+ * W_ij = Q_ij / max(sum of Q_i over the support, 1e-12) on the support, 0 elsewhere. Each row sums
+ * to 1 unless its support holds less than 1e-12 of the row's mass. These are the soft mixture
+ * responsibilities with which a step would weight the MLE loss if the bank did not move, e.g. to
+ * inspect which prototype of its class each row is assigned to. As with every Sinkhorn
+ * assignment, a row's weights depend on the other rows of the batch.
+ *
+ * weights_out: n x P float32 (P = n_classes x protos_per_class, class-major columns).
+ * Allocates its scratch per call. Errors: INVALID_ARG (bank, h or weights_out NULL, n < 1),
+ * NONFINITE, LABEL, SHAPE, NOMEM as for protood_palm_step. Does not modify the bank: may run on
+ * the same bank from several threads at once. @since 0.1
+ */
+PROTOOD_API protood_status protood_palm_assign(const protood_bank *bank, int64_t n, const float *h,
+                                               const int32_t *labels, float *weights_out);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Feature files (NumPy .npy)                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 /*
@@ -365,6 +463,175 @@ PROTOOD_API protood_status protood_npy_write_f32_vector(const char *path, int64_
 
 /** Write n int32 values as a 1-D .npy file ('<i4', shape (n,)), atomically; n >= 0. @since 0.1 */
 PROTOOD_API protood_status protood_npy_write_i32(const char *path, int64_t n, const int32_t *data);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Scorers (higher score = more in-distribution)                                               */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * A scorer is fitted once on in-distribution training features (plan once) and then scores any
+ * number of query rows (execute many); SPEC.md §6 gives the formulas. By default every input row,
+ * training and query alike, is first L2-normalised (x / max(|x|, 1e-12), in double); all-zero
+ * rows cannot be normalised and are rejected as E_NONFINITE. With PROTOOD_SCORER_NORMALIZE = 0
+ * rows are used as given (all-zero rows allowed).
+ *
+ *   KNN          score = -|q - x_(k)|^2, the squared distance to the k-th nearest training row
+ *                (exact search; not the mean over the k). k (PROTOOD_SCORER_K, default 50) must
+ *                not exceed the number of training rows: fit rejects k > n, and set_param rejects
+ *                such a k on a fitted scorer, so scoring never meets it.
+ *   MAHALANOBIS  score = max_c -(q - mu_c)^T S+ (q - mu_c): class means mu_c, tied covariance S
+ *                (1/N of the class-centred scatter, float64), S+ its symmetric pseudo-inverse as
+ *                scipy.linalg.pinvh computes it (eigenvalues |l| <= D * 2.22e-16 * max|l|
+ *                dropped). A rank-deficient covariance is fine (the pseudo-inverse ignores the
+ *                missing directions); a covariance that is entirely zero (every row equal to its
+ *                class mean) is rejected by fit with E_INVALID_ARG, as is a class without rows.
+ *   SSD          a single Gaussian on standardised features t = (x - mean) / (std + 1e-10):
+ *                score = -t^T St+ t with St the population covariance of the training t. A
+ *                feature with zero spread is ignored; all rows identical is E_INVALID_ARG.
+ *   PROTOTYPE    score = max_j cos(q, p_j) over the prototypes of a bank (protood_scorer_fit_bank)
+ *                or over given rows (protood_scorer_fit).
+ *
+ * Scores are computed in float32 GEMMs with the final value of each score formed in double; they
+ * agree with a float64 reference to about 1e-6 relative (SPEC.md §8 asks 1e-4). They do not
+ * depend on how queries are batched: protood_scorer_score_stream gives the bits of
+ * protood_scorer_score.
+ *
+ * Threads: protood_scorer_score, _score_stream, _get_param, _save and _to_buffer take a const
+ * scorer and may run on the same scorer from any number of threads at once. Create, fit,
+ * set_param and free need exclusive access. Scoring parallelises over tiles of queries with
+ * OpenMP (OMP_NUM_THREADS bounds it) and runs the BLAS single-threaded inside those tiles; with
+ * OpenBLAS's pthreads build this sets OpenBLAS's global thread count to 1 for the duration of the
+ * parallel part and restores it after (docs/conventions.md).
+ */
+typedef struct protood_scorer protood_scorer;
+
+#define PROTOOD_SCORER_KNN         1   /* -squared distance to the k-th neighbour */
+#define PROTOOD_SCORER_MAHALANOBIS 2   /* class-conditional, tied covariance */
+#define PROTOOD_SCORER_SSD         3   /* single Gaussian on standardised features */
+#define PROTOOD_SCORER_PROTOTYPE   4   /* max cosine to a bank's prototypes */
+
+/* keys                          range           default */
+#define PROTOOD_SCORER_K         1   /* integer >= 1     50: KNN's k (ignored by the other kinds) */
+#define PROTOOD_SCORER_NORMALIZE 2   /* 0 or 1           1: L2-normalise every input row first */
+
+/**
+ * New unfitted scorer of `kind` (PROTOOD_SCORER_*) for rows of `dim` features (1 <= dim <= 2^31-1),
+ * with the default parameters. Free with protood_scorer_free.
+ * Errors: INVALID_ARG (out NULL, unknown kind, dim < 1), SHAPE (dim too large), NOMEM. @since 0.1
+ */
+PROTOOD_API protood_status protood_scorer_create(protood_scorer **out, int32_t kind, int64_t dim);
+
+/** Free a scorer and its fitted state; NULL is a no-op. @since 0.1 */
+PROTOOD_API void protood_scorer_free(protood_scorer *scorer);
+
+/**
+ * Set a parameter by key (table above). Errors: INVALID_ARG (NULL scorer, unknown key, value out
+ * of range or fractional, NaN; K larger than the training rows of a fitted KNN scorer), STATE
+ * (changing NORMALIZE after fit: the fitted state was built from rows treated the other way;
+ * refit instead). The old value stays on failure. Needs exclusive access. @since 0.1
+ */
+PROTOOD_API protood_status protood_scorer_set_param(protood_scorer *scorer, int32_t key, double value);
+
+/** Read a parameter by key. Errors: INVALID_ARG (NULL, unknown key). Thread-safe. @since 0.1 */
+PROTOOD_API protood_status protood_scorer_get_param(const protood_scorer *scorer, int32_t key,
+                                                    double *value);
+
+/**
+ * Fit the scorer to n >= 1 training rows `x` (n x dim, row-major).
+ * MAHALANOBIS needs `labels` (n values in [0, n_classes)) and n_classes >= 1, every class with at
+ * least one row (so n_classes <= n); the other kinds ignore labels and n_classes (pass NULL, 0).
+ * KNN needs n >= k and keeps a normalised copy of x (n x dim floats); PROTOTYPE takes the rows of
+ * x as its prototypes; MAHALANOBIS and SSD keep only means and a dim x rank projection.
+ * A refit replaces the fitted state only if it succeeds; on failure the scorer is as before.
+ * Errors: INVALID_ARG (NULL scorer or x or labels, n < 1, k > n, n_classes out of range, a class
+ * without rows, a zero covariance), NONFINITE (NaN/Inf, or an all-zero row when normalising),
+ * LABEL, SHAPE (size overflow), NOMEM, INTERNAL (LAPACK failure). Needs exclusive access.
+ * @since 0.1
+ */
+PROTOOD_API protood_status protood_scorer_fit(protood_scorer *scorer, int64_t n, const float *x,
+                                              const int32_t *labels, int64_t n_classes);
+
+/**
+ * Fit a PROTOTYPE scorer to the P x D prototypes of `bank` (copied: the bank may change or be
+ * freed afterwards). Errors: INVALID_ARG (NULL), STATE (the scorer is not of kind PROTOTYPE),
+ * SHAPE (bank dim != scorer dim), NOMEM. On failure the scorer is as before. Needs exclusive
+ * access to the scorer; the bank is only read. @since 0.1
+ */
+PROTOOD_API protood_status protood_scorer_fit_bank(protood_scorer *scorer, const protood_bank *bank);
+
+/**
+ * Score m >= 1 query rows `q` (m x dim) into scores_out (m floats; higher = more
+ * in-distribution). Errors: INVALID_ARG (NULL, m < 1), STATE (not fitted), NONFINITE, SHAPE (size
+ * overflow), NOMEM; scores_out is untouched on failure. Thread-safe on a const scorer. @since 0.1
+ */
+PROTOOD_API protood_status protood_scorer_score(const protood_scorer *scorer, int64_t m, const float *q,
+                                                float *scores_out);
+
+/**
+ * Serialise the scorer (fitted or not) into `buf`: the bytes protood_scorer_save writes
+ * (docs/scorer-format.md). With buf NULL only *size_out is set (capacity ignored). Errors:
+ * INVALID_ARG (NULL scorer or size_out, capacity smaller than the size), NOMEM. Thread-safe.
+ * @since 0.1
+ */
+PROTOOD_API protood_status protood_scorer_to_buffer(const protood_scorer *scorer, void *buf, size_t capacity,
+                                                    size_t *size_out);
+
+/**
+ * New scorer from `size` bytes written by protood_scorer_to_buffer or _save. Errors: INVALID_ARG
+ * (NULL), FORMAT (bad magic, unsupported version, checksum mismatch, truncated, trailing or
+ * inconsistent data), NOMEM. @since 0.1
+ */
+PROTOOD_API protood_status protood_scorer_from_buffer(protood_scorer **out, const void *buf, size_t size);
+
+/**
+ * Save the scorer to `path`: versioned, CRC-32-checked, little-endian on every host
+ * (docs/scorer-format.md), written atomically (a temporary file, fsync, rename): a reader never
+ * sees a half-written file and a failed save leaves an existing file intact. Parameters are
+ * saved with the fitted state; a loaded scorer gives the bits of the saved one.
+ * Errors: INVALID_ARG (NULL), IO, NOMEM. Thread-safe. @since 0.1
+ */
+PROTOOD_API protood_status protood_scorer_save(const protood_scorer *scorer, const char *path);
+
+/**
+ * Load a scorer saved by protood_scorer_save. Errors: INVALID_ARG (NULL), IO (cannot open or
+ * read), FORMAT (as protood_scorer_from_buffer), NOMEM. @since 0.1
+ */
+PROTOOD_API protood_status protood_scorer_load(protood_scorer **out, const char *path);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Feature callback: embedding extraction stays with the caller                                */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * Instead of holding all features in memory, the library pulls rows from the caller (a network
+ * forward pass, a file reader, a database cursor). The callback is called synchronously on the
+ * calling thread, in order: rows [0, count), then [count, 2 count), ..., each row exactly once,
+ * with count == batch except for the last call. It writes `count` rows (count x dim floats) to
+ * rows_out and, when labels_out is not NULL (MAHALANOBIS fits only), `count` labels; it returns
+ * 0 on success. Any other value aborts the call with PROTOOD_E_CALLBACK (the value appears in
+ * protood_last_error()) and leaves the scorer and the outputs exactly as they were. Rows from the
+ * callback are validated like direct input (E_NONFINITE, E_LABEL, with the absolute row index).
+ * Results equal the in-memory calls bit for bit, whatever the batch size.
+ */
+typedef int32_t (*protood_feature_fn)(void *user, int64_t first, int64_t count, float *rows_out,
+                                      int32_t *labels_out);
+
+/**
+ * protood_scorer_fit on n rows pulled in batches of `batch` (>= 1; larger than n means one call).
+ * KNN and PROTOTYPE keep the rows (n x dim floats); MAHALANOBIS and SSD accumulate float64
+ * moments in one pass and hold only one batch at a time. n_classes as for protood_scorer_fit.
+ * Errors: those of protood_scorer_fit, INVALID_ARG (fn NULL, batch < 1), CALLBACK. Needs
+ * exclusive access. @since 0.1
+ */
+PROTOOD_API protood_status protood_scorer_fit_stream(protood_scorer *scorer, int64_t n, int64_t batch,
+                                                     protood_feature_fn fn, void *user, int64_t n_classes);
+
+/**
+ * protood_scorer_score on m rows pulled in batches of `batch` (>= 1; labels_out is NULL), scores
+ * into scores_out (m floats, written only when every batch succeeded). Holds about one batch of
+ * rows at a time. Errors: those of protood_scorer_score, INVALID_ARG (fn NULL, batch < 1),
+ * CALLBACK. Thread-safe on a const scorer (each call needs its own callback state). @since 0.1
+ */
+PROTOOD_API protood_status protood_scorer_score_stream(const protood_scorer *scorer, int64_t m, int64_t batch,
+                                                       protood_feature_fn fn, void *user, float *scores_out);
 
 #ifdef __cplusplus
 }

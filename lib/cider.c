@@ -1,0 +1,224 @@
+/* CIDER training step (SPEC.md §4): sequential EMA of one prototype per class over the batch rows,
+ * dispersion over all class prototypes, compactness against the updated prototypes, and the
+ * analytic gradient with respect to the raw features.
+ *
+ * The dispersion loss reaches the features only through the chain of sequential updates
+ * p_t = n2(m p_{t-1} + (1 - m) z_t) of each class. The forward pass keeps every p_t and
+ * ||m p_{t-1} + (1 - m) z_t|| (n rows), so the backward pass is one reverse sweep over the rows:
+ * with J_t = (I - p_t p_t^T) / ||.||, the row gets (1 - m) J_t gbar and its class carries m J_t gbar
+ * on to its previous update. Each class's chain is visited in reverse order because the rows are. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "bank.h"
+#include "errors.h"
+#include "fastexp.h"
+#include "validate.h"
+
+#define NORM_EPS 1e-12   /* n2 of SPEC.md divides by max(norm, 1e-12) */
+
+static size_t take(size_t *size, int *overflow, int64_t a, int64_t b, size_t elem)
+{
+    size_t at = (*size + 63) & ~(size_t)63, ab, bytes;
+    if (at < *size || a < 0 || b < 0 || __builtin_mul_overflow((size_t)a, (size_t)b, &ab) ||
+        __builtin_mul_overflow(ab, elem, &bytes) || __builtin_add_overflow(at, bytes, size))
+        *overflow = 1;
+    return at;
+}
+
+protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h, const int32_t *labels,
+                                  double *losses, float *grad)
+{
+    protood_status st;
+    size_t bytes;
+    if (!bank)
+        return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "bank is NULL");
+    if (bank->protos_per_class != 1)
+        return pood_fail(PROTOOD_E_STATE, __func__,
+                         "bank has protos_per_class = %lld; CIDER keeps one prototype per class (K = 1)",
+                         (long long)bank->protos_per_class);
+    if ((st = pood_check_count(__func__, "n", n)) != PROTOOD_OK ||
+        (st = pood_checked_size(__func__, n, bank->dim, sizeof(float), &bytes)) != PROTOOD_OK ||
+        (st = pood_checked_size(__func__, n, bank->n_classes, sizeof(float), &bytes)) != PROTOOD_OK ||
+        (st = pood_check_rows(__func__, "h", n, bank->dim, h)) != PROTOOD_OK ||
+        (st = pood_check_labels(__func__, n, labels, bank->n_classes)) != PROTOOD_OK)
+        return st;
+    if (n > INT32_MAX || bank->n_classes > INT32_MAX || bank->dim > INT32_MAX)
+        return pood_fail(PROTOOD_E_SHAPE, __func__, "n = %lld or the bank's %lld x %lld exceeds the BLAS int range",
+                         (long long)n, (long long)bank->n_classes, (long long)bank->dim);
+
+    int64_t C = bank->n_classes, D = bank->dim;
+    double m = bank->params[PROTOOD_BANK_MOMENTUM];
+    double tau = bank->params[PROTOOD_BANK_TEMPERATURE];
+    double w = bank->params[PROTOOD_BANK_COMP_WEIGHT];
+    double b_dis = bank->params[PROTOOD_BANK_DIS_BASE_TEMPERATURE];
+    double b_comp = bank->params[PROTOOD_BANK_COMP_BASE_TEMPERATURE];
+    int want_loss = losses != NULL || grad != NULL;
+
+    size_t size = 0;
+    int overflow = 0;
+    size_t o_z = take(&size, &overflow, n, D, sizeof(float));
+    size_t o_hn = take(&size, &overflow, n, 1, sizeof(double));
+    size_t o_mu = take(&size, &overflow, C, D, sizeof(float));
+    size_t o_hist = take(&size, &overflow, grad ? n : 0, D, sizeof(float));  /* p_t after row t's update */
+    size_t o_vn = take(&size, &overflow, n, 1, sizeof(double));              /* ||m p_{t-1} + (1-m) z_t|| */
+    size_t o_s = take(&size, &overflow, n, C, sizeof(float));
+    size_t o_gd = take(&size, &overflow, C, C, sizeof(float));
+    size_t o_g = take(&size, &overflow, C, D, sizeof(float));
+    size_t o_gbar = take(&size, &overflow, C, D, sizeof(double));
+    if (overflow)
+        return pood_fail(PROTOOD_E_SHAPE, __func__, "workspace for n = %lld rows overflows", (long long)n);
+    void *wsp;
+    if ((st = pood_bank_workspace(bank, __func__, size, &wsp)) != PROTOOD_OK)
+        return st;
+    char *base = wsp;
+    float *z = (float *)(base + o_z), *mu = (float *)(base + o_mu), *hist = (float *)(base + o_hist);
+    float *S = (float *)(base + o_s), *Gd = (float *)(base + o_gd), *g = (float *)(base + o_g);
+    double *hn = (double *)(base + o_hn), *vn = (double *)(base + o_vn), *gbar = (double *)(base + o_gbar);
+
+    for (int64_t i = 0; i < n; i++) {
+        double ss = 0.0;
+        for (int64_t j = 0; j < D; j++)
+            ss += (double)h[i * D + j] * h[i * D + j];
+        hn[i] = sqrt(ss);
+        double inv = 1.0 / (hn[i] > NORM_EPS ? hn[i] : NORM_EPS);
+        for (int64_t j = 0; j < D; j++)
+            z[i * D + j] = (float)(h[i * D + j] * inv);
+    }
+
+    /* 1. sequential EMA, in the order of the rows */
+    memcpy(mu, bank->protos, (size_t)C * (size_t)D * sizeof *mu);
+    for (int64_t i = 0; i < n; i++) {
+        float *p = mu + (int64_t)labels[i] * D;
+        const float *zi = z + i * D;
+        double ss = 0.0;
+        for (int64_t j = 0; j < D; j++) {
+            double v = m * p[j] + (1.0 - m) * zi[j];
+            ss += v * v;
+        }
+        vn[i] = sqrt(ss);
+        double inv = 1.0 / (vn[i] > NORM_EPS ? vn[i] : NORM_EPS);
+        for (int64_t j = 0; j < D; j++)
+            p[j] = (float)((m * p[j] + (1.0 - m) * zi[j]) * inv);
+        if (grad)
+            memcpy(hist + i * D, p, (size_t)D * sizeof *p);
+    }
+    if (!want_loss)
+        goto commit;
+
+    /* 2. dispersion over all C prototypes: (tau/b_dis) mean_i log mean_{j != i} exp(mu_i.mu_j / tau).
+     * Each log-sum-exp is shifted by its maximum (the reference does not need to at tau = 0.1 on
+     * unit vectors; a small tau would overflow without it). One class has no other prototype to
+     * disperse from: the loss is 0 there (the reference's mean over nothing is NaN). */
+    double dis = 0.0;
+    int dis_active = C > 1;
+    if (dis_active) {
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)C, (int)D, 1.0f, mu, (int)D, 0.0f, Gd, (int)C);
+        for (int64_t a = 0; a < C; a++)
+            for (int64_t b = 0; b < a; b++)
+                Gd[a * C + b] = Gd[b * C + a];
+        double inv_tau = 1.0 / tau, dsum = 0.0;
+        for (int64_t a = 0; a < C; a++) {
+            float *ga = Gd + a * C;
+            double mo = -INFINITY;
+            for (int64_t b = 0; b < C; b++)
+                if (b != a && ga[b] > mo)
+                    mo = ga[b];
+            double sum = 0.0;
+            for (int64_t b = 0; b < C; b++)
+                if (b != a)
+                    sum += exp(((double)ga[b] - mo) * inv_tau);
+            dsum += mo * inv_tau + log(sum) - log((double)(C - 1));
+            if (grad) {
+                /* dL_dis / d(mu_a . mu_b) = softmax_ab / (b_dis C) */
+                double f = 1.0 / (sum * b_dis * (double)C);
+                for (int64_t b = 0; b < C; b++)
+                    ga[b] = b == a ? 0.0f : (float)(exp(((double)ga[b] - mo) * inv_tau) * f);
+            }
+        }
+        dis = tau / b_dis * dsum / (double)C;
+    }
+
+    /* 3. compactness against the updated prototypes (constants here); with a gradient wanted, row
+     * i of S becomes w (softmax_i - onehot(y_i)) / (b_comp n), the factor of dL/dz = that . mu */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)C, (int)D, 1.0f, z, (int)D, mu, (int)D, 0.0f,
+                S, (int)C);
+    double inv_tau = 1.0 / tau, gscale = w / (b_comp * (double)n), csum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        float *si = S + i * C;
+        double mx = pood_max_f(C, si);
+        double own = ((double)si[labels[i]] - mx) * inv_tau;
+        double sum = pood_exp_sum(C, si, (float)mx, (float)inv_tau, grad ? si : NULL);
+        csum += own - log(sum);
+        if (grad) {
+            float f = (float)(gscale / sum);
+            for (int64_t c = 0; c < C; c++)
+                si[c] *= f;
+            si[labels[i]] -= (float)gscale;
+        }
+    }
+    double comp = -(tau / b_comp) * csum / (double)n;
+
+    if (grad) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)C, 1.0f, S, (int)C, mu, (int)D,
+                    0.0f, grad, (int)D);
+        if (dis_active) {
+            /* gbar = dL_dis/dmu (final prototypes) = (Gd + Gd^T) mu, then the reverse sweep */
+            for (int64_t a = 0; a < C; a++)
+                for (int64_t b = a + 1; b < C; b++) {
+                    float t = Gd[a * C + b] + Gd[b * C + a];
+                    Gd[a * C + b] = t;
+                    Gd[b * C + a] = t;
+                }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)C, (int)D, (int)C, 1.0f, Gd, (int)C, mu,
+                        (int)D, 0.0f, g, (int)D);
+            for (int64_t k = 0; k < C * D; k++)
+                gbar[k] = g[k];
+            for (int64_t i = n - 1; i >= 0; i--) {
+                double *gb = gbar + (int64_t)labels[i] * D;
+                const float *p = hist + i * D;
+                float *gi = grad + i * D;
+                if (vn[i] > NORM_EPS) {
+                    double dot = 0.0;
+                    for (int64_t j = 0; j < D; j++)
+                        dot += p[j] * gb[j];
+                    double inv = 1.0 / vn[i];
+                    for (int64_t j = 0; j < D; j++)
+                        gb[j] = (gb[j] - p[j] * dot) * inv;
+                } else {
+                    for (int64_t j = 0; j < D; j++)
+                        gb[j] /= NORM_EPS;
+                }
+                for (int64_t j = 0; j < D; j++) {
+                    gi[j] += (float)((1.0 - m) * gb[j]);
+                    gb[j] *= m;
+                }
+            }
+        }
+        /* through z = n2(h) */
+        for (int64_t i = 0; i < n; i++) {
+            float *gi = grad + i * D;
+            const float *zi = z + i * D;
+            if (hn[i] > NORM_EPS) {
+                double dot = 0.0;
+                for (int64_t j = 0; j < D; j++)
+                    dot += (double)zi[j] * gi[j];
+                double inv = 1.0 / hn[i];
+                for (int64_t j = 0; j < D; j++)
+                    gi[j] = (float)((gi[j] - zi[j] * dot) * inv);
+            } else {
+                for (int64_t j = 0; j < D; j++)
+                    gi[j] = (float)(gi[j] / NORM_EPS);
+            }
+        }
+    }
+    if (losses) {
+        losses[0] = w * comp + dis;
+        losses[1] = comp;
+        losses[2] = dis;
+    }
+commit:
+    memcpy(bank->protos, mu, (size_t)C * (size_t)D * sizeof *mu);
+    return PROTOOD_OK;
+}

@@ -1,0 +1,504 @@
+/* PALM training step (SPEC.md §3): Sinkhorn assignment, top-k class-restricted EMA update of the
+ * prototype mixture, MLE loss, prototype-contrastive loss, and the analytic gradient with respect to
+ * the raw features, including the path of the contrastive loss through the EMA update (§3.1).
+ *
+ * Sparsity is what makes this fast: row i of A and W is non-zero only on its support, the top-k
+ * entries of its own class (k <= K of P columns). U = A^T z and the EMA gradient path are therefore
+ * scatter/gather loops of n*k*D work, and only the genuinely dense products (scores, the MLE
+ * gradient, the prototype Gram matrix) go to CBLAS. When the support is a large part of the row
+ * (unsupervised with a large k, or K close to P) A is materialised and those two products become
+ * GEMMs too. */
+#include "palm.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bank.h"
+#include "errors.h"
+#include "fastexp.h"
+#include "sinkhorn.h"
+#include "validate.h"
+
+#define NORM_EPS 1e-12          /* n1 and n2 of SPEC.md divide by max(norm, 1e-12) */
+#define INSERTION_TOPK_MAX 16   /* larger supports are selected by sorting the row */
+/* |z . p| for rows of norm at most 1 (n2 never lengthens a row), with room for float rounding */
+#define COSINE_BOUND 1.0001
+
+/* ---- shape of one call ------------------------------------------------------------------- */
+
+typedef struct palm_shape {
+    int64_t n, P, D, K;
+    int supervised;
+    int64_t s;      /* support entries per row: top-k clamped to K (supervised) or P, 0 = all */
+    int dense;      /* materialise A for the U and EMA-gradient products */
+} palm_shape;
+
+static palm_shape make_shape(const protood_bank *bank, int64_t n, const int32_t *labels)
+{
+    palm_shape sh;
+    sh.n = n;
+    sh.P = bank->n_protos;
+    sh.D = bank->dim;
+    sh.K = bank->protos_per_class;
+    sh.supervised = labels != NULL;
+    int64_t k = (int64_t)bank->params[PROTOOD_BANK_TOPK];
+    int64_t cap = sh.supervised ? sh.K : sh.P;
+    sh.s = (k == 0 || k > cap) ? cap : k;
+    /* A GEMM runs roughly an order of magnitude faster per flop than the scatter loop. */
+    sh.dense = (double)sh.s * 8.0 >= (double)sh.P;
+    return sh;
+}
+
+/* Byte offsets of the scratch arrays, with every size product checked for overflow. */
+typedef struct layout {
+    size_t size;
+    int overflow;
+} layout;
+
+static size_t take(layout *l, int64_t a, int64_t b, size_t elem)
+{
+    size_t at = (l->size + 63) & ~(size_t)63, ab, bytes;
+    if (at < l->size || a < 0 || b < 0 || __builtin_mul_overflow((size_t)a, (size_t)b, &ab) ||
+        __builtin_mul_overflow(ab, elem, &bytes) || __builtin_add_overflow(at, bytes, &l->size))
+        l->overflow = 1;
+    return at;
+}
+
+/* ---- building blocks shared by the step and palm_assign ---------------------------------- */
+
+typedef struct cand {
+    double v;
+    int64_t j;
+} cand;
+
+/* Descending value, then ascending index: a total order, so ties resolve the same everywhere. */
+static int cand_cmp(const void *pa, const void *pb)
+{
+    const cand *a = pa, *b = pb;
+    if (a->v != b->v)
+        return a->v > b->v ? -1 : 1;
+    return (a->j > b->j) - (a->j < b->j);
+}
+
+/* The s largest of q[first .. first+count) (ties: the lower index first) into idx. */
+static void select_topk(const double *q, int64_t first, int64_t count, int64_t s, int64_t *idx, cand *tmp)
+{
+    if (s >= count) {
+        for (int64_t t = 0; t < count; t++)
+            idx[t] = first + t;
+        return;
+    }
+    if (s <= INSERTION_TOPK_MAX) {
+        double best[INSERTION_TOPK_MAX];
+        int64_t m = 0;
+        for (int64_t j = first; j < first + count; j++) {
+            double v = q[j];
+            if (m == s && !(v > best[s - 1]))
+                continue;
+            int64_t t = m < s ? m++ : s - 1;
+            while (t > 0 && v > best[t - 1]) {
+                best[t] = best[t - 1];
+                idx[t] = idx[t - 1];
+                t--;
+            }
+            best[t] = v;
+            idx[t] = j;
+        }
+        return;
+    }
+    for (int64_t j = 0; j < count; j++) {
+        tmp[j].v = q[first + j];
+        tmp[j].j = first + j;
+    }
+    qsort(tmp, (size_t)count, sizeof *tmp, cand_cmp);
+    for (int64_t t = 0; t < s; t++)
+        idx[t] = tmp[t].j;
+}
+
+/* Steps 1 and 3: the support of every row (T ⊙ M as index lists of sh->s entries). The class mask
+ * restricts the candidates to the row's class block (class-major layout); the top-k of M ⊙ Q over
+ * the whole row can only differ from that by picking among exact zeros, which carry no weight. */
+static void compute_support(const palm_shape *sh, const int32_t *labels, const double *q, int64_t *idx,
+                            cand *tmp)
+{
+    int64_t n = sh->n, P = sh->P, s = sh->s;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t first = sh->supervised ? (int64_t)labels[i] * sh->K : 0;
+        int64_t count = sh->supervised ? sh->K : P;
+        select_topk(q + i * P, first, count, s, idx + i * s, tmp);
+    }
+}
+
+/* n1 of row i restricted to its support: w_t = q[idx_t] / max(sum_t q[idx_t], 1e-12). */
+static void normalise_support(const palm_shape *sh, const double *q, const int64_t *idx, double *w)
+{
+    int64_t s = sh->s, P = sh->P;
+    for (int64_t i = 0; i < sh->n; i++) {
+        double sum = 0.0;
+        for (int64_t t = 0; t < s; t++) {
+            w[i * s + t] = q[i * P + idx[i * s + t]];
+            sum += w[i * s + t];
+        }
+        double d = sum > NORM_EPS ? sum : NORM_EPS;
+        for (int64_t t = 0; t < s; t++)
+            w[i * s + t] /= d;
+    }
+}
+
+/* Scatter the support values into a dense n x P matrix. */
+static void scatter_dense(const palm_shape *sh, const int64_t *idx, const double *w, float *out)
+{
+    memset(out, 0, (size_t)sh->n * (size_t)sh->P * sizeof *out);
+    for (int64_t i = 0; i < sh->n; i++)
+        for (int64_t t = 0; t < sh->s; t++)
+            out[i * sh->P + idx[i * sh->s + t]] = (float)w[i * sh->s + t];
+}
+
+/* z = n2(h) row-wise, keeping ||h|| for the chain through n2. */
+static void normalise_features(int64_t n, int64_t D, const float *h, float *z, double *hnorm)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double ss = 0.0;
+        for (int64_t j = 0; j < D; j++)
+            ss += (double)h[i * D + j] * h[i * D + j];
+        double nrm = sqrt(ss);
+        double inv = 1.0 / (nrm > NORM_EPS ? nrm : NORM_EPS);
+        for (int64_t j = 0; j < D; j++)
+            z[i * D + j] = (float)(h[i * D + j] * inv);
+        hnorm[i] = nrm;
+    }
+}
+
+/* g (n x D, dL/dz on entry) becomes dL/dh: the Jacobian of n2 at h is (I - z z^T)/||h||, or
+ * I/1e-12 where the clamp of n2 is active. */
+static void chain_through_n2(int64_t n, int64_t D, const float *z, const double *hnorm, float *g)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float *gi = g + i * D;
+        const float *zi = z + i * D;
+        if (hnorm[i] > NORM_EPS) {
+            double dot = 0.0;
+            for (int64_t j = 0; j < D; j++)
+                dot += (double)zi[j] * gi[j];
+            double inv = 1.0 / hnorm[i];
+            for (int64_t j = 0; j < D; j++)
+                gi[j] = (float)((gi[j] - zi[j] * dot) * inv);
+        } else {
+            for (int64_t j = 0; j < D; j++)
+                gi[j] = (float)(gi[j] / NORM_EPS);
+        }
+    }
+}
+
+/* Shared validation of the entry points; labels may be NULL (unsupervised). */
+static protood_status validate(const char *func, const protood_bank *bank, int64_t n, const float *h,
+                               const int32_t *labels)
+{
+    protood_status st;
+    size_t bytes;
+    if (!bank)
+        return pood_fail(PROTOOD_E_INVALID_ARG, func, "bank is NULL");
+    if ((st = pood_check_count(func, "n", n)) != PROTOOD_OK ||
+        (st = pood_checked_size(func, n, bank->dim, sizeof(float), &bytes)) != PROTOOD_OK ||
+        (st = pood_checked_size(func, n, bank->n_protos, sizeof(double), &bytes)) != PROTOOD_OK ||
+        (st = pood_check_rows(func, "h", n, bank->dim, h)) != PROTOOD_OK)
+        return st;
+    if (labels && (st = pood_check_labels(func, n, labels, bank->n_classes)) != PROTOOD_OK)
+        return st;
+    if (n > INT32_MAX || bank->n_protos > INT32_MAX || bank->dim > INT32_MAX)
+        return pood_fail(PROTOOD_E_SHAPE, func, "n = %lld or the bank's %lld x %lld exceeds the BLAS int range",
+                         (long long)n, (long long)bank->n_protos, (long long)bank->dim);
+    return PROTOOD_OK;
+}
+
+/* ---- the step ---------------------------------------------------------------------------- */
+
+protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, const float *h,
+                              const int32_t *labels, double *losses, float *grad, const pood_palm_trace *trace)
+{
+    protood_status st = validate(func, bank, n, h, labels);
+    if (st != PROTOOD_OK)
+        return st;
+    palm_shape sh = make_shape(bank, n, labels);
+    int64_t P = sh.P, D = sh.D, s = sh.s;
+    double m = bank->params[PROTOOD_BANK_MOMENTUM];
+    double tau = bank->params[PROTOOD_BANK_TEMPERATURE];
+    double eps = bank->params[PROTOOD_BANK_SINKHORN_EPSILON];
+    int32_t iters = (int32_t)bank->params[PROTOOD_BANK_SINKHORN_ITERS];
+    double lambda = bank->params[PROTOOD_BANK_LAMBDA_PCON];
+    double tau_p = bank->params[PROTOOD_BANK_PCON_TEMPERATURE];
+    int want_loss = losses != NULL || grad != NULL;
+    int want_pcon = want_loss && lambda > 0.0 && P > 1;
+
+    layout l = {0, 0};
+    size_t o_z = take(&l, n, D, sizeof(float));
+    size_t o_hn = take(&l, n, 1, sizeof(double));
+    size_t o_s = take(&l, n, P, sizeof(float));                 /* scores, then the MLE gradient factor */
+    size_t o_q = take(&l, n, P, sizeof(double));                /* Sinkhorn output, then dense A */
+    size_t o_scr = take(&l, (int64_t)pood_sinkhorn_scratch_doubles(n, P), 1, sizeof(double));
+    size_t o_idx = take(&l, n, s, sizeof(int64_t));
+    size_t o_a = take(&l, n, s, sizeof(double));
+    size_t o_w = take(&l, n, s, sizeof(double));
+    size_t o_col = take(&l, P, 1, sizeof(double));
+    size_t o_vinv = take(&l, P, 1, sizeof(double));
+    size_t o_pn = take(&l, P, D, sizeof(float));
+    size_t o_g = take(&l, want_pcon ? P : 0, D, sizeof(float));
+    size_t o_gp = take(&l, want_pcon ? P : 0, P, sizeof(float));
+    size_t o_tmp = take(&l, 1, P, sizeof(cand));
+    if (l.overflow)
+        return pood_fail(PROTOOD_E_SHAPE, func, "workspace for n = %lld rows x %lld prototypes overflows",
+                         (long long)n, (long long)P);
+    void *wsp;
+    if ((st = pood_bank_workspace(bank, func, l.size, &wsp)) != PROTOOD_OK)
+        return st;
+    char *base = wsp;
+    float *z = (float *)(base + o_z), *S = (float *)(base + o_s), *pn = (float *)(base + o_pn);
+    double *hn = (double *)(base + o_hn), *Q = (double *)(base + o_q), *scr = (double *)(base + o_scr);
+    int64_t *idx = (int64_t *)(base + o_idx);
+    double *av = (double *)(base + o_a), *wv = (double *)(base + o_w);
+    double *col = (double *)(base + o_col), *vinv = (double *)(base + o_vinv);
+    float *gp = (float *)(base + o_g), *G = (float *)(base + o_gp);
+    cand *tmp = (cand *)(base + o_tmp);
+    float *Adense = (float *)Q;   /* Q is dead whenever A is materialised */
+
+    /* 1-2. normalised rows, scores against the old bank, first Sinkhorn pass */
+    normalise_features(n, D, h, z, hn);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)P, (int)D, 1.0f, z, (int)D, bank->protos,
+                (int)D, 0.0f, S, (int)P);
+    pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, Q, scr);
+    if (trace && trace->q1)
+        for (size_t k = 0; k < (size_t)n * (size_t)P; k++)
+            trace->q1[k] = (float)Q[k];
+
+    /* 3-4. support, A = n1_columns(n1_rows(T ⊙ M ⊙ Q1)) on the support */
+    compute_support(&sh, labels, Q, idx, tmp);
+    normalise_support(&sh, Q, idx, av);
+    memset(col, 0, (size_t)P * sizeof *col);
+    for (int64_t k = 0; k < n * s; k++)
+        col[idx[k]] += av[k];
+    for (int64_t k = 0; k < n * s; k++)
+        av[k] /= col[idx[k]] > NORM_EPS ? col[idx[k]] : NORM_EPS;
+    if (trace && trace->a)
+        scatter_dense(&sh, idx, av, trace->a);
+
+    /* 5. U = A^T z into pn, then P' = n2(m P + (1 - m) U) row by row in place. A prototype that no
+     * sample was assigned to keeps its row bit for bit (the formula would give n2(m P) = P up to
+     * rounding); vinv = 0 marks it as outside the EMA gradient path. */
+    if (sh.dense) {
+        scatter_dense(&sh, idx, av, Adense);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)P, (int)D, (int)n, 1.0f, Adense, (int)P, z,
+                    (int)D, 0.0f, pn, (int)D);
+    } else {
+        memset(pn, 0, (size_t)P * (size_t)D * sizeof *pn);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t t = 0; t < s; t++) {
+                float a = (float)av[i * s + t];
+                float *u = pn + idx[i * s + t] * D;
+                const float *zi = z + i * D;
+                for (int64_t j = 0; j < D; j++)
+                    u[j] += a * zi[j];
+            }
+    }
+    for (int64_t r = 0; r < P; r++) {
+        float *row = pn + r * D;
+        const float *old = bank->protos + r * D;
+        if (col[r] == 0.0) {
+            memcpy(row, old, (size_t)D * sizeof *row);
+            vinv[r] = 0.0;
+            continue;
+        }
+        double ss = 0.0;
+        for (int64_t j = 0; j < D; j++) {
+            double v = m * old[j] + (1.0 - m) * row[j];
+            ss += v * v;
+        }
+        double nrm = sqrt(ss);
+        double inv = 1.0 / (nrm > NORM_EPS ? nrm : NORM_EPS);
+        for (int64_t j = 0; j < D; j++)
+            row[j] = (float)((m * old[j] + (1.0 - m) * row[j]) * inv);
+        vinv[r] = inv;
+    }
+    if (!want_loss)
+        goto commit;
+
+    /* 6-7. second pass on the updated bank; W takes its values on the support of step 3 */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)P, (int)D, 1.0f, z, (int)D, pn, (int)D,
+                0.0f, S, (int)P);
+    pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, Q, scr);
+    normalise_support(&sh, Q, idx, wv);
+    if (trace && trace->w)
+        scatter_dense(&sh, idx, wv, trace->w);
+
+    /* 8. MLE over all P prototypes; with a gradient wanted, row i of S becomes
+     * (softmax(L_i) - W_i) / (n tau), the factor of dL/dz = that . P' */
+    double inv_tau = 1.0 / tau, gscale = 1.0 / ((double)n * tau), mle_sum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        float *si = S + i * P;
+        const int64_t *ii = idx + i * s;
+        const double *wi = wv + i * s;
+        float mx = pood_max_f(P, si);
+        double pos = 0.0;
+        for (int64_t t = 0; t < s; t++)
+            pos += wi[t] * si[ii[t]];
+        float itau = (float)inv_tau;
+        double sum = pood_exp_sum(P, si, mx, itau, grad ? si : NULL);
+        if (grad) {
+            float f = (float)(gscale / sum);
+#pragma omp simd
+            for (int64_t j = 0; j < P; j++)
+                si[j] *= f;
+            for (int64_t t = 0; t < s; t++)
+                si[ii[t]] -= (float)(wi[t] * gscale);
+        }
+        mle_sum += (pos - mx) * inv_tau - log(sum);
+    }
+    double mle = -mle_sum / (double)n;
+    if (grad)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)P, 1.0f, S, (int)P, pn,
+                    (int)D, 0.0f, grad, (int)D);
+
+    /* 9. prototype-contrastive loss on p̂ = n2(P') = P' (rows already at unit norm) */
+    double pcon = 0.0;
+    if (want_pcon) {
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)P, (int)D, 1.0f, pn, (int)D, 0.0f, G, (int)P);
+        for (int64_t a = 0; a < P; a++)
+            for (int64_t b = 0; b < a; b++)
+                G[a * P + b] = G[b * P + a];
+        double inv_tp = 1.0 / tau_p, psum = 0.0;
+        int has_pos = sh.supervised && sh.K > 1;
+        int64_t K = sh.K;
+        for (int64_t a = 0; a < P; a++) {
+            float *ga = G + a * P;
+            /* the reference's shift: the row maximum including the self-similarity, a constant */
+            float c = pood_max_f(P, ga);
+            /* log sum_{b != a} exp(G_ab), itself shifted by its own maximum so that a tiny tau_p
+             * cannot underflow every term */
+            float mo = pood_max_f(a, ga), mo2 = pood_max_f(P - a - 1, ga + a + 1);   /* over b != a */
+            mo = mo2 > mo ? mo2 : mo;
+            double pos = 0.0;
+            int64_t first = (a / K) * K;
+            if (has_pos) {
+                for (int64_t b = first; b < first + K; b++)
+                    if (b != a)
+                        pos += ((double)ga[b] - c) * inv_tp;
+                pos /= (double)(K - 1);
+            }
+            float itp = (float)inv_tp;
+            float *out = grad ? ga : NULL;
+            double sum = pood_exp_sum(a, ga, mo, itp, out) +
+                         pood_exp_sum(P - a - 1, ga + a + 1, mo, itp, out ? out + a + 1 : NULL);
+            if (grad) {
+                /* dL/dG_ab = (softmax_ab - positive weight_ab) / P, the self term excluded */
+                ga[a] = 0.0f;
+                float f = (float)(1.0 / (sum * (double)P));
+#pragma omp simd
+                for (int64_t b = 0; b < P; b++)
+                    ga[b] *= f;
+                if (has_pos)
+                    for (int64_t b = first; b < first + K; b++)
+                        if (b != a)
+                            ga[b] -= (float)(1.0 / ((double)(K - 1) * (double)P));
+            }
+            psum += pos - ((double)mo - c) * inv_tp - log(sum);
+        }
+        pcon = -psum / (double)P;
+        if (grad) {
+            /* g = dL_pcon/dp̂ = (C + C^T) P' / tau_p */
+            for (int64_t a = 0; a < P; a++)
+                for (int64_t b = a + 1; b < P; b++) {
+                    float t = G[a * P + b] + G[b * P + a];
+                    G[a * P + b] = t;
+                    G[b * P + a] = t;
+                }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)P, (int)D, (int)P, (float)inv_tp, G,
+                        (int)P, pn, (int)D, 0.0f, gp, (int)D);
+            /* back through p̂ = n2(n2(V)), V = m P + (1 - m) A^T z: row j of the EMA path is
+             * lambda (1 - m) (I - P'_j P'_j^T) g_j / ||V_j||, zero for prototypes left unchanged */
+            for (int64_t r = 0; r < P; r++) {
+                float *gr = gp + r * D;
+                const float *pr = pn + r * D;
+                double dot = 0.0;
+                for (int64_t j = 0; j < D; j++)
+                    dot += (double)pr[j] * gr[j];
+                double f = lambda * (1.0 - m) * vinv[r];
+                for (int64_t j = 0; j < D; j++)
+                    gr[j] = (float)((gr[j] - pr[j] * dot) * f);
+            }
+            if (sh.dense) {
+                scatter_dense(&sh, idx, av, Adense);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)P, 1.0f, Adense,
+                            (int)P, gp, (int)D, 1.0f, grad, (int)D);
+            } else {
+                for (int64_t i = 0; i < n; i++)
+                    for (int64_t t = 0; t < s; t++) {
+                        float a = (float)av[i * s + t];
+                        const float *v = gp + idx[i * s + t] * D;
+                        float *gi = grad + i * D;
+                        for (int64_t j = 0; j < D; j++)
+                            gi[j] += a * v[j];
+                    }
+            }
+        }
+    }
+
+    /* 10. */
+    if (grad)
+        chain_through_n2(n, D, z, hn, grad);
+    if (losses) {
+        losses[0] = mle + lambda * pcon;
+        losses[1] = mle;
+        losses[2] = pcon;
+    }
+commit:
+    memcpy(bank->protos, pn, (size_t)P * (size_t)D * sizeof *pn);
+    return PROTOOD_OK;
+}
+
+protood_status protood_palm_step(protood_bank *bank, int64_t n, const float *h, const int32_t *labels,
+                                 double *losses, float *grad)
+{
+    return pood_palm_step(__func__, bank, n, h, labels, losses, grad, NULL);
+}
+
+protood_status protood_palm_assign(const protood_bank *bank, int64_t n, const float *h, const int32_t *labels,
+                                   float *weights_out)
+{
+    protood_status st = validate(__func__, bank, n, h, labels);
+    if (st != PROTOOD_OK)
+        return st;
+    if (!weights_out)
+        return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "weights_out is NULL");
+    palm_shape sh = make_shape(bank, n, labels);
+    int64_t P = sh.P, D = sh.D, s = sh.s;
+    layout l = {0, 0};
+    size_t o_z = take(&l, n, D, sizeof(float));
+    size_t o_hn = take(&l, n, 1, sizeof(double));
+    size_t o_s = take(&l, n, P, sizeof(float));
+    size_t o_q = take(&l, n, P, sizeof(double));
+    size_t o_scr = take(&l, (int64_t)pood_sinkhorn_scratch_doubles(n, P), 1, sizeof(double));
+    size_t o_idx = take(&l, n, s, sizeof(int64_t));
+    size_t o_w = take(&l, n, s, sizeof(double));
+    size_t o_tmp = take(&l, 1, P, sizeof(cand));
+    if (l.overflow)
+        return pood_fail(PROTOOD_E_SHAPE, __func__, "scratch for n = %lld rows x %lld prototypes overflows",
+                         (long long)n, (long long)P);
+    char *base = malloc(l.size);
+    if (!base)
+        return pood_fail(PROTOOD_E_NOMEM, __func__, "no memory for %zu bytes of scratch", l.size);
+    float *z = (float *)(base + o_z), *S = (float *)(base + o_s);
+    double *hn = (double *)(base + o_hn), *Q = (double *)(base + o_q), *scr = (double *)(base + o_scr);
+    int64_t *idx = (int64_t *)(base + o_idx);
+    double *wv = (double *)(base + o_w);
+    normalise_features(n, D, h, z, hn);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)P, (int)D, 1.0f, z, (int)D, bank->protos,
+                (int)D, 0.0f, S, (int)P);
+    pood_sinkhorn(n, P, S, COSINE_BOUND, bank->params[PROTOOD_BANK_SINKHORN_EPSILON],
+                  (int32_t)bank->params[PROTOOD_BANK_SINKHORN_ITERS], Q, scr);
+    compute_support(&sh, labels, Q, idx, (cand *)(base + o_tmp));
+    normalise_support(&sh, Q, idx, wv);
+    scatter_dense(&sh, idx, wv, weights_out);
+    free(base);
+    return PROTOOD_OK;
+}
