@@ -80,6 +80,15 @@ PROTOOD_API uint32_t protood_abi_version(void);
  */
 PROTOOD_API const char *protood_build_info(void);
 
+/**
+ * Threads for the library's parallel loops (OpenMP) and for the BLAS under them, n >= 1.
+ * Without this call both follow their usual environment variables (OMP_NUM_THREADS,
+ * OPENBLAS_NUM_THREADS, BLIS_NUM_THREADS). The BLAS setting is process-wide, and OpenMP's applies
+ * to the parallel regions started by the calling thread: call it once at start-up, not while
+ * other library calls are running. Errors: INVALID_ARG (n < 1). @since 0.1
+ */
+PROTOOD_API protood_status protood_set_threads(int32_t n);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Prototype bank (mixture of von Mises-Fisher prototypes)                                     */
 /* ------------------------------------------------------------------------------------------ */
