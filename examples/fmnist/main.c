@@ -11,15 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#ifdef PROTOOD_BLAS_BLIS
-#include <blis.h>
-#endif
-#ifdef FMNIST_OPENBLAS
-void openblas_set_num_threads(int num_threads); /* OpenBLAS's own extension to CBLAS */
-#endif
 
 #define DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
 
@@ -205,20 +196,6 @@ static int parse_options(int argc, char **argv, options *opt)
     return 0;
 }
 
-/* One knob for every pool of threads the run uses: the library's OpenMP loops and the BLAS. */
-static void set_threads(int n)
-{
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#endif
-#ifdef FMNIST_OPENBLAS
-    openblas_set_num_threads(n);
-#endif
-#ifdef PROTOOD_BLAS_BLIS
-    bli_thread_set_num_threads(n);
-#endif
-}
-
 int main(int argc, char **argv)
 {
     options opt;
@@ -228,7 +205,12 @@ int main(int argc, char **argv)
         fm_fail("libprotood ABI %u loaded, compiled for %d", protood_abi_version(), PROTOOD_ABI_VERSION);
         return 1;
     }
-    set_threads(opt.threads);
+    /* One knob for both pools of threads the run uses: the library's OpenMP loops and the BLAS
+     * (which the network's own sgemm calls share). */
+    if (protood_set_threads(opt.threads) != PROTOOD_OK) {
+        fm_fail("protood_set_threads(%d) failed: %s", opt.threads, protood_last_error());
+        return 1;
+    }
     double start = fm_seconds();
 
     fm_data data;
