@@ -7,11 +7,11 @@
  * ||m p_{t-1} + (1 - m) z_t|| (n rows), so the backward pass is one reverse sweep over the rows:
  * with J_t = (I - p_t p_t^T) / ||.||, the row gets (1 - m) J_t gbar and its class carries m J_t gbar
  * on to its previous update. Each class's chain is visited in reverse order because the rows are. */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "bank.h"
+#include "blas.h"
 #include "errors.h"
 #include "fastexp.h"
 #include "validate.h"

@@ -10,12 +10,12 @@
  * GEMMs too. */
 #include "palm.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bank.h"
+#include "blas.h"
 #include "errors.h"
 #include "fastexp.h"
 #include "sinkhorn.h"

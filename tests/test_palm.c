@@ -230,7 +230,7 @@ static void ref_palm(const ref_params *rp, int64_t n, const double *h, const int
     double *S = malloc((size_t)(n * P) * sizeof *S), *Q = malloc((size_t)(n * P) * sizeof *Q);
     double *A = malloc((size_t)(n * P) * sizeof *A), *W = malloc((size_t)(n * P) * sizeof *W);
     double *M = malloc((size_t)(n * P) * sizeof *M), *T = malloc((size_t)(n * P) * sizeof *T);
-    double *pn = malloc((size_t)(P * D) * sizeof *pn), *G = malloc((size_t)(P * P) * sizeof *G);
+    double *pn = calloc((size_t)(P * D), sizeof *pn), *G = malloc((size_t)(P * P) * sizeof *G);
     double *shift = malloc((size_t)P * sizeof *shift);
     ref_n2_rows(n, D, h, z);
     for (int64_t k = 0; k < P * D; k++)

@@ -214,15 +214,19 @@ PROTOOD_API protood_status protood_cider_step(protood_bank *bank, int64_t n, con
                                               const int32_t *labels, double *losses, float *grad);
 
 /**
- * Sinkhorn-Knopp soft assignment of SPEC.md §2 on a given score matrix: Q = exp(scores/epsilon),
- * then `iters` times "every column sums to 1/p, then every row to 1/n", returned times n so that
- * every row of assign_out sums to 1.
+ * Sinkhorn-Knopp soft assignment of SPEC.md §2 on a given score matrix, as the reference code
+ * computes it: Q = exp(scores/epsilon) / sum, then `iters` times "every column to 1/p, then every
+ * row to 1/n", each through F.normalize(p=1), i.e. dividing by max(sum, 1e-12); returned times n.
+ * Every row of assign_out sums to 1, except a row whose whole mass fell below that 1e-12 floor
+ * before the last row step (at a very small epsilon, a row that every column finds more than
+ * e^-27 less likely than its best row): the reference leaves such a row short of 1, and so does
+ * this function. Equally, a column every row ignores keeps less than 1/p.
  *
  * scores: n x p float32, finite (any range: typically cosine similarities). epsilon > 0, finite.
  * iters >= 1. assign_out: n x p float32. Equal to the reference's direct exponentiation wherever
  * that is finite, and finite and correct where it overflows (small epsilon, large scores): large
  * spreads are handled in the log domain. Entries below the float32 range come out as 0.
- * Allocates n x p doubles of scratch per call.
+ * Allocates its scratch (about 12 bytes per entry) per call.
  * Errors: INVALID_ARG (NULL, n or p < 1, epsilon or iters out of range), NONFINITE (NaN/Inf in
  * scores), SHAPE (n x p overflows), NOMEM. Thread-safe (no shared state). @since 0.1
  */
