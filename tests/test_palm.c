@@ -505,6 +505,17 @@ START_TEST(gradient_unsupervised)
 }
 END_TEST
 
+START_TEST(gradient_large_topk_sorted_selection)
+{
+    /* supports of more than 16 entries are selected by sorting: unsupervised top-20 of 30, and
+     * supervised top-18 of a class of 20 */
+    ref_params rp = {3, 10, 4, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 20};
+    check_against_reference(&rp, 14, 0, 7);
+    ref_params rp2 = {2, 20, 4, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 18};
+    check_against_reference(&rp2, 14, 1, 8);
+}
+END_TEST
+
 START_TEST(gradient_single_prototype_per_class)
 {
     ref_params rp = {5, 1, 4, 0.5, 0.2, 0.05, 1.0, 0.3, 2, 1};
@@ -815,6 +826,7 @@ int main(void)
     tcase_add_test(tg, gradient_supervised_sparse_support);
     tcase_add_test(tg, gradient_supervised_dense_support);
     tcase_add_test(tg, gradient_unsupervised);
+    tcase_add_test(tg, gradient_large_topk_sorted_selection);
     tcase_add_test(tg, gradient_single_prototype_per_class);
     tcase_add_test(tg, gradient_log_domain_sinkhorn);
     tcase_add_test(tg, gradient_without_pcon_and_default_momentum);
