@@ -267,7 +267,10 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     normalise_features(n, D, h, z, hn);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)P, (int)D, 1.0f, z, (int)D, bank->protos,
                 (int)D, 0.0f, S, (int)P);
-    pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, Q, scr);
+    /* the steps below read a row's Sinkhorn output on its class's prototypes only */
+    pood_sinkhorn_window win = {labels, sh.K};
+    const pood_sinkhorn_window *window = labels ? &win : NULL;
+    pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, trace && trace->q1 ? NULL : window, Q, scr);
     if (trace && trace->q1)
         for (size_t k = 0; k < (size_t)n * (size_t)P; k++)
             trace->q1[k] = (float)Q[k];
@@ -326,7 +329,7 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     /* 6-7. second pass on the updated bank; W takes its values on the support of step 3 */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)P, (int)D, 1.0f, z, (int)D, pn, (int)D,
                 0.0f, S, (int)P);
-    pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, Q, scr);
+    pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, window, Q, scr);
     normalise_support(&sh, Q, idx, wv);
     if (trace && trace->w)
         scatter_dense(&sh, idx, wv, trace->w);
@@ -494,8 +497,9 @@ protood_status protood_palm_assign(const protood_bank *bank, int64_t n, const fl
     normalise_features(n, D, h, z, hn);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)P, (int)D, 1.0f, z, (int)D, bank->protos,
                 (int)D, 0.0f, S, (int)P);
+    pood_sinkhorn_window win = {labels, sh.K};
     pood_sinkhorn(n, P, S, COSINE_BOUND, bank->params[PROTOOD_BANK_SINKHORN_EPSILON],
-                  (int32_t)bank->params[PROTOOD_BANK_SINKHORN_ITERS], Q, scr);
+                  (int32_t)bank->params[PROTOOD_BANK_SINKHORN_ITERS], labels ? &win : NULL, Q, scr);
     compute_support(&sh, labels, Q, idx, (cand *)(base + o_tmp));
     normalise_support(&sh, Q, idx, wv);
     scatter_dense(&sh, idx, wv, weights_out);

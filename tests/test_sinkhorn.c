@@ -148,12 +148,12 @@ START_TEST(direct_and_log_routes_agree)
     size_t scratch = pood_sinkhorn_scratch_doubles(n, p);
     double *w = malloc(scratch * sizeof *w), *qd = malloc((size_t)(n * p) * sizeof *qd);
     double *ql = malloc((size_t)(n * p) * sizeof *ql), *ref = malloc((size_t)(n * p) * sizeof *ref);
-    pood_sinkhorn(n, p, s, 0.0, eps_direct, 3, qd, w);
+    pood_sinkhorn(n, p, s, 0.0, eps_direct, 3, NULL, qd, w);
     reference_sinkhorn(n, p, s, eps_direct, 3, ref);
     for (int64_t k = 0; k < n * p; k++)
         ck_assert_msg(fabs(qd[k] - ref[k]) <= 1e-9 + 1e-9 * ref[k], "direct q[%lld] = %.17g vs %.17g", (long long)k,
                       qd[k], ref[k]);
-    pood_sinkhorn(n, p, s, 0.0, eps_log, 3, ql, w);
+    pood_sinkhorn(n, p, s, 0.0, eps_log, 3, NULL, ql, w);
     reference_sinkhorn(n, p, s, eps_log, 3, ref);
     for (int64_t k = 0; k < n * p; k++)
         ck_assert_msg(fabs(ql[k] - ref[k]) <= 1e-9 + 1e-9 * ref[k], "log q[%lld] = %.17g vs %.17g", (long long)k,
@@ -163,6 +163,34 @@ START_TEST(direct_and_log_routes_agree)
     free(qd);
     free(ql);
     free(ref);
+}
+END_TEST
+
+/* A windowed call (only each row's class block is needed) writes the same values there. */
+START_TEST(windowed_output_matches_full_rows)
+{
+    static const double eps_list[] = {0.05, 0.01, 0.002};   /* float K, double K, log domain */
+    int64_t n = 30, k = 4, c = 5, p = k * c;
+    float *s = make_scores(n, p, 17, -1.0f, 1.0f);
+    int32_t group[30];
+    for (int64_t i = 0; i < n; i++)
+        group[i] = (int32_t)((i * 3) % c);
+    pood_sinkhorn_window win = {group, k};
+    size_t scratch = pood_sinkhorn_scratch_doubles(n, p);
+    double *w = malloc(scratch * sizeof *w), *full = malloc((size_t)(n * p) * sizeof *full);
+    double *part = malloc((size_t)(n * p) * sizeof *part);
+    for (size_t e = 0; e < 3; e++) {
+        pood_sinkhorn(n, p, s, 1.0, eps_list[e], 3, NULL, full, w);
+        pood_sinkhorn(n, p, s, 1.0, eps_list[e], 3, &win, part, w);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = group[i] * k; j < (group[i] + 1) * k; j++)
+                ck_assert_msg(part[i * p + j] == full[i * p + j], "eps %g: q[%lld][%lld] %.17g vs %.17g",
+                              eps_list[e], (long long)i, (long long)j, part[i * p + j], full[i * p + j]);
+    }
+    free(s);
+    free(w);
+    free(full);
+    free(part);
 }
 END_TEST
 
@@ -286,6 +314,7 @@ int main(void)
     tcase_add_test(tc, matches_reference_case);
     tcase_add_test(tc, matches_long_double_reference_for_every_epsilon);
     tcase_add_test(tc, direct_and_log_routes_agree);
+    tcase_add_test(tc, windowed_output_matches_full_rows);
     tcase_add_test(tc, tiny_epsilon_stays_finite);
     tcase_add_test(tc, tiny_epsilon_rows_sum_to_one);
     tcase_add_test(tc, threaded_direct_route_matches_reference);
