@@ -14,6 +14,7 @@
 #include "blas.h"
 #include "errors.h"
 #include "fastexp.h"
+#include "palm.h"
 #include "validate.h"
 
 #define NORM_EPS 1e-12   /* n2 of SPEC.md divides by max(norm, 1e-12) */
@@ -115,9 +116,7 @@ protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
     int dis_active = C > 1;
     if (dis_active) {
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)C, (int)D, 1.0f, mu, (int)D, 0.0f, Gd, (int)C);
-        for (int64_t a = 0; a < C; a++)
-            for (int64_t b = 0; b < a; b++)
-                Gd[a * C + b] = Gd[b * C + a];
+        pood_mirror_upper(C, Gd);
         double inv_tau = 1.0 / tau, dsum = 0.0;
         for (int64_t a = 0; a < C; a++) {
             float *ga = Gd + a * C;
@@ -165,12 +164,7 @@ protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
                     0.0f, grad, (int)D);
         if (dis_active) {
             /* gbar = dL_dis/dmu (final prototypes) = (Gd + Gd^T) mu, then the reverse sweep */
-            for (int64_t a = 0; a < C; a++)
-                for (int64_t b = a + 1; b < C; b++) {
-                    float t = Gd[a * C + b] + Gd[b * C + a];
-                    Gd[a * C + b] = t;
-                    Gd[b * C + a] = t;
-                }
+            pood_add_transpose(C, Gd);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)C, (int)D, (int)C, 1.0f, Gd, (int)C, mu,
                         (int)D, 0.0f, g, (int)D);
             for (int64_t k = 0; k < C * D; k++)

@@ -156,6 +156,32 @@ static void scatter_dense(const palm_shape *sh, const int64_t *idx, const double
             out[i * sh->P + idx[i * sh->s + t]] = (float)w[i * sh->s + t];
 }
 
+/* Square P x P helpers, tiled so that the column side stays in cache. */
+#define TILE 32
+
+/* Lower triangle := transpose of the upper one (what ssyrk leaves out). */
+void pood_mirror_upper(int64_t P, float *G)
+{
+    for (int64_t a0 = 0; a0 < P; a0 += TILE)
+        for (int64_t b0 = 0; b0 <= a0; b0 += TILE)
+            for (int64_t a = a0; a < a0 + TILE && a < P; a++)
+                for (int64_t b = b0; b < b0 + TILE && b < a; b++)
+                    G[a * P + b] = G[b * P + a];
+}
+
+/* G := G + G^T. */
+void pood_add_transpose(int64_t P, float *G)
+{
+    for (int64_t a0 = 0; a0 < P; a0 += TILE)
+        for (int64_t b0 = a0; b0 < P; b0 += TILE)
+            for (int64_t a = a0; a < a0 + TILE && a < P; a++)
+                for (int64_t b = b0 > a ? b0 : a; b < b0 + TILE && b < P; b++) {
+                    float t = G[a * P + b] + G[b * P + a];
+                    G[a * P + b] = t;
+                    G[b * P + a] = t;
+                }
+}
+
 /* z = n2(h) row-wise, keeping ||h|| for the chain through n2. */
 static void normalise_features(int64_t n, int64_t D, const float *h, float *z, double *hnorm)
 {
@@ -366,9 +392,7 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     double pcon = 0.0;
     if (want_pcon) {
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)P, (int)D, 1.0f, pn, (int)D, 0.0f, G, (int)P);
-        for (int64_t a = 0; a < P; a++)
-            for (int64_t b = 0; b < a; b++)
-                G[a * P + b] = G[b * P + a];
+        pood_mirror_upper(P, G);
         double inv_tp = 1.0 / tau_p, psum = 0.0;
         int has_pos = sh.supervised && sh.K > 1;
         int64_t K = sh.K;
@@ -409,12 +433,7 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
         pcon = -psum / (double)P;
         if (grad) {
             /* g = dL_pcon/dp̂ = (C + C^T) P' / tau_p */
-            for (int64_t a = 0; a < P; a++)
-                for (int64_t b = a + 1; b < P; b++) {
-                    float t = G[a * P + b] + G[b * P + a];
-                    G[a * P + b] = t;
-                    G[b * P + a] = t;
-                }
+            pood_add_transpose(P, G);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)P, (int)D, (int)P, (float)inv_tp, G,
                         (int)P, pn, (int)D, 0.0f, gp, (int)D);
             /* back through p̂ = n2(n2(V)), V = m P + (1 - m) A^T z: row j of the EMA path is
