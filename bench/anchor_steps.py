@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 C, K, D, N = 100, 6, 128, 1024
-REPS = 15
+REPS = 9
 
 
 class PALM:
