@@ -237,7 +237,8 @@ PROTOOD_API protood_status protood_sinkhorn(int64_t n, int64_t p, const float *s
  * The PALM loss weights W (SPEC.md §3 step 7) of a batch against the bank as it is, without the
  * EMA update: z = n2(h), Q = sinkhorn(z P^T) over all P prototypes with the bank's epsilon and
  * iterations, the support of row i = the top-k entries of Q_i among its class's K prototypes
- * (labels NULL: among all P, top-k clamped to P; TOPK 0 = all of them), and
+ * (labels NULL: among all P, top-k clamped to P; TOPK 0 = all of them; exact ties go to the lower
+ * index), and
  * W_ij = Q_ij / max(sum of Q_i over the support, 1e-12) on the support, 0 elsewhere. Each row sums
  * to 1 unless its support holds less than 1e-12 of the row's mass. These are the soft mixture
  * responsibilities with which a step would weight the MLE loss if the bank did not move, e.g. to
