@@ -13,7 +13,7 @@
 #include "bank.h"
 #include "blas.h"
 #include "errors.h"
-#include "fastexp.h"
+#include "vecmath.h"
 #include "palm.h"
 #include "validate.h"
 
@@ -79,10 +79,7 @@ protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
     double *hn = (double *)(base + o_hn), *vn = (double *)(base + o_vn), *gbar = (double *)(base + o_gbar);
 
     for (int64_t i = 0; i < n; i++) {
-        double ss = 0.0;
-        for (int64_t j = 0; j < D; j++)
-            ss += (double)h[i * D + j] * h[i * D + j];
-        hn[i] = sqrt(ss);
+        hn[i] = sqrt(pood_dot_f(D, h + i * D, h + i * D));
         double inv = 1.0 / (hn[i] > NORM_EPS ? hn[i] : NORM_EPS);
         for (int64_t j = 0; j < D; j++)
             z[i * D + j] = (float)(h[i * D + j] * inv);
@@ -195,9 +192,7 @@ protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
             float *gi = grad + i * D;
             const float *zi = z + i * D;
             if (hn[i] > NORM_EPS) {
-                double dot = 0.0;
-                for (int64_t j = 0; j < D; j++)
-                    dot += (double)zi[j] * gi[j];
+                double dot = pood_dot_f(D, zi, gi);
                 double inv = 1.0 / hn[i];
                 for (int64_t j = 0; j < D; j++)
                     gi[j] = (float)((gi[j] - zi[j] * dot) * inv);

@@ -17,7 +17,7 @@
 #include "bank.h"
 #include "blas.h"
 #include "errors.h"
-#include "fastexp.h"
+#include "vecmath.h"
 #include "sinkhorn.h"
 #include "validate.h"
 
@@ -186,10 +186,7 @@ void pood_add_transpose(int64_t P, float *G)
 static void normalise_features(int64_t n, int64_t D, const float *h, float *z, double *hnorm)
 {
     for (int64_t i = 0; i < n; i++) {
-        double ss = 0.0;
-        for (int64_t j = 0; j < D; j++)
-            ss += (double)h[i * D + j] * h[i * D + j];
-        double nrm = sqrt(ss);
+        double nrm = sqrt(pood_dot_f(D, h + i * D, h + i * D));
         double inv = 1.0 / (nrm > NORM_EPS ? nrm : NORM_EPS);
         for (int64_t j = 0; j < D; j++)
             z[i * D + j] = (float)(h[i * D + j] * inv);
@@ -205,9 +202,7 @@ static void chain_through_n2(int64_t n, int64_t D, const float *z, const double 
         float *gi = g + i * D;
         const float *zi = z + i * D;
         if (hnorm[i] > NORM_EPS) {
-            double dot = 0.0;
-            for (int64_t j = 0; j < D; j++)
-                dot += (double)zi[j] * gi[j];
+            double dot = pood_dot_f(D, zi, gi);
             double inv = 1.0 / hnorm[i];
             for (int64_t j = 0; j < D; j++)
                 gi[j] = (float)((gi[j] - zi[j] * dot) * inv);
@@ -441,9 +436,7 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
             for (int64_t r = 0; r < P; r++) {
                 float *gr = gp + r * D;
                 const float *pr = pn + r * D;
-                double dot = 0.0;
-                for (int64_t j = 0; j < D; j++)
-                    dot += (double)pr[j] * gr[j];
+                double dot = pood_dot_f(D, pr, gr);
                 double f = lambda * (1.0 - m) * vinv[r];
                 for (int64_t j = 0; j < D; j++)
                     gr[j] = (float)((gr[j] - pr[j] * dot) * f);

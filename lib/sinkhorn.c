@@ -27,7 +27,7 @@
 #include <stdlib.h>
 
 #include "errors.h"
-#include "fastexp.h"
+#include "vecmath.h"
 #include "validate.h"
 
 #define FLOOR 1e-12   /* F.normalize's eps */

@@ -1,8 +1,9 @@
-/* Internal: a float exp that compilers vectorise, for the softmax and Sinkhorn loops that
- * dominate a training step once the products are in BLAS (libm's exp is a call per element and
- * never vectorises without -ffast-math). */
-#ifndef PROTOOD_LIB_FASTEXP_H
-#define PROTOOD_LIB_FASTEXP_H
+/* Internal: the row kernels of the training steps that are not matrix products: a float exp that
+ * compilers vectorise (libm's exp is a call per element and never vectorises without
+ * -ffast-math), softmax sums, maxima and dot products. Once the products are in BLAS, these
+ * loops are what is left of a step's time. */
+#ifndef PROTOOD_LIB_VECMATH_H
+#define PROTOOD_LIB_VECMATH_H
 
 #include <math.h>
 #include <stdint.h>
@@ -73,6 +74,22 @@ POOD_MULTIVERSION static float pood_max_f(int64_t n, const float *x)
     for (int t = 1; t < 8; t++)
         part[0] = part[t] > part[0] ? part[t] : part[0];
     return part[0];
+}
+
+/* sum_j a[j] b[j] of float rows, accumulated in double with eight independent partial sums. */
+#if defined(__GNUC__)
+__attribute__((noinline, unused))
+#endif
+POOD_MULTIVERSION static double pood_dot_f(int64_t n, const float *a, const float *b)
+{
+    double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int t = 0; t < 8; t++)
+            part[t] += (double)a[j + t] * b[j + t];
+    for (; j < n; j++)
+        part[0] += (double)a[j] * b[j];
+    return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
 }
 
 /* out[j] = e^((x[j] - shift) * scale) for j < n, with out == x allowed, or out NULL to only sum;
