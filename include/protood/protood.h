@@ -173,7 +173,8 @@ PROTOOD_API protood_status protood_bank_set_prototypes(protood_bank *bank, const
  *   - Scratch lives in the bank and grows on demand: after the first call at a given batch size a
  *     step allocates nothing.
  *   - Needs exclusive access to the bank (it moves the prototypes and uses the bank's scratch).
- *     Heavy loops use the BLAS's threads and OpenMP (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS).
+ *     The matrix products run on the BLAS's threads (OPENBLAS_NUM_THREADS, or OMP_NUM_THREADS
+ *     for BLIS); everything else runs on the calling thread.
  */
 
 /**
@@ -189,7 +190,8 @@ PROTOOD_API protood_status protood_bank_set_prototypes(protood_bank *bank, const
  *     other prototype to contrast with).
  *   - grad (may be NULL): n x dim, dL/dh.
  * The bank's prototypes become the EMA-updated P' (a prototype no row was assigned to keeps its
- * row exactly). Sinkhorn couples the rows of a batch, so results depend on the whole batch.
+ * row exactly). Both Sinkhorn passes are protood_sinkhorn's (any epsilon works, small ones in the
+ * log domain); Sinkhorn couples the rows of a batch, so results depend on the whole batch.
  * Errors: see the section comment above. Exclusive access to the bank. @since 0.1
  */
 PROTOOD_API protood_status protood_palm_step(protood_bank *bank, int64_t n, const float *h,
