@@ -31,7 +31,7 @@ static inline float pood_expf(float x)
     int32_t xb, lob, yb;
     memcpy(&xb, &x, sizeof xb);
     memcpy(&lob, &lo, sizeof lob);
-    int32_t below = -(int32_t)(x < lo);        /* all ones where x is clamped */
+    int32_t below = -(int32_t)!(x >= lo);      /* all ones where x is clamped (NaN too: no UB below) */
     int32_t keep = -(int32_t)(x >= -87.3f);    /* all zeros where the result flushes to 0 (or x is NaN) */
     int32_t cb = (xb & ~below) | (lob & below);
     float xc;
