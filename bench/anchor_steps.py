@@ -10,7 +10,7 @@ One timed step = normalise the raw rows, compute the loss (which moves the proto
 to the raw rows: the same work protood_palm_step / protood_cider_step do.
 
     anchor_steps.py make-data DIR        write the benchmark's inputs as .npy files
-    anchor_steps.py time DIR THREADS     time both losses, print "palm_ms=... cider_ms=..." lines
+    anchor_steps.py time DIR THREADS [REPS]   time both losses, print "palm_ms=... cider_ms=..." lines
 """
 import statistics
 import sys
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 C, K, D, N = 100, 6, 128, 1024
-REPS = 15
+REPS = 9
 
 
 class PALM:
@@ -150,17 +150,17 @@ def make_data(d):
     np.save(f"{d}/cider_protos.npy", cider_protos)
 
 
-def median_ms(fn):
+def median_ms(fn, reps):
     fn()   # warm-up
     times = []
-    for _ in range(REPS):
+    for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
 
 
-def time_steps(d, threads):
+def time_steps(d, threads, reps):
     torch.set_num_threads(threads)
     h0 = torch.from_numpy(np.load(f"{d}/h.npy"))
     y = torch.from_numpy(np.load(f"{d}/labels.npy")).long()
@@ -181,8 +181,8 @@ def time_steps(d, threads):
         loss.backward()
         out["cider"] = (loss.item(), comp.item(), dis.item())
 
-    palm_ms = median_ms(palm_step)
-    cider_ms = median_ms(cider_step)
+    palm_ms = median_ms(palm_step, reps)
+    cider_ms = median_ms(cider_step, reps)
     print(f"torch palm_ms={palm_ms:.3f} loss={out['palm'][0]:.6f} mle={out['palm'][1]:.6f} pcon={out['palm'][2]:.6f}")
     print(f"torch cider_ms={cider_ms:.3f} loss={out['cider'][0]:.6f} comp={out['cider'][1]:.6f} dis={out['cider'][2]:.6f}")
 
@@ -190,7 +190,7 @@ def time_steps(d, threads):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "make-data":
         make_data(sys.argv[2])
-    elif len(sys.argv) == 4 and sys.argv[1] == "time":
-        time_steps(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) in (4, 5) and sys.argv[1] == "time":
+        time_steps(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) == 5 else REPS)
     else:
         sys.exit(__doc__)

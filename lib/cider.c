@@ -7,13 +7,14 @@
  * ||m p_{t-1} + (1 - m) z_t|| (n rows), so the backward pass is one reverse sweep over the rows:
  * with J_t = (I - p_t p_t^T) / ||.||, the row gets (1 - m) J_t gbar and its class carries m J_t gbar
  * on to its previous update. Each class's chain is visited in reverse order because the rows are. */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "bank.h"
+#include "blas.h"
 #include "errors.h"
-#include "fastexp.h"
+#include "vecmath.h"
+#include "palm.h"
 #include "validate.h"
 
 #define NORM_EPS 1e-12   /* n2 of SPEC.md divides by max(norm, 1e-12) */
@@ -78,10 +79,7 @@ protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
     double *hn = (double *)(base + o_hn), *vn = (double *)(base + o_vn), *gbar = (double *)(base + o_gbar);
 
     for (int64_t i = 0; i < n; i++) {
-        double ss = 0.0;
-        for (int64_t j = 0; j < D; j++)
-            ss += (double)h[i * D + j] * h[i * D + j];
-        hn[i] = sqrt(ss);
+        hn[i] = sqrt(pood_dot_f(D, h + i * D, h + i * D));
         double inv = 1.0 / (hn[i] > NORM_EPS ? hn[i] : NORM_EPS);
         for (int64_t j = 0; j < D; j++)
             z[i * D + j] = (float)(h[i * D + j] * inv);
@@ -115,9 +113,7 @@ protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
     int dis_active = C > 1;
     if (dis_active) {
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)C, (int)D, 1.0f, mu, (int)D, 0.0f, Gd, (int)C);
-        for (int64_t a = 0; a < C; a++)
-            for (int64_t b = 0; b < a; b++)
-                Gd[a * C + b] = Gd[b * C + a];
+        pood_mirror_upper(C, Gd);
         double inv_tau = 1.0 / tau, dsum = 0.0;
         for (int64_t a = 0; a < C; a++) {
             float *ga = Gd + a * C;
@@ -165,12 +161,7 @@ protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
                     0.0f, grad, (int)D);
         if (dis_active) {
             /* gbar = dL_dis/dmu (final prototypes) = (Gd + Gd^T) mu, then the reverse sweep */
-            for (int64_t a = 0; a < C; a++)
-                for (int64_t b = a + 1; b < C; b++) {
-                    float t = Gd[a * C + b] + Gd[b * C + a];
-                    Gd[a * C + b] = t;
-                    Gd[b * C + a] = t;
-                }
+            pood_add_transpose(C, Gd);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)C, (int)D, (int)C, 1.0f, Gd, (int)C, mu,
                         (int)D, 0.0f, g, (int)D);
             for (int64_t k = 0; k < C * D; k++)
@@ -201,9 +192,7 @@ protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
             float *gi = grad + i * D;
             const float *zi = z + i * D;
             if (hn[i] > NORM_EPS) {
-                double dot = 0.0;
-                for (int64_t j = 0; j < D; j++)
-                    dot += (double)zi[j] * gi[j];
+                double dot = pood_dot_f(D, zi, gi);
                 double inv = 1.0 / hn[i];
                 for (int64_t j = 0; j < D; j++)
                     gi[j] = (float)((gi[j] - zi[j] * dot) * inv);

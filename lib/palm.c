@@ -10,14 +10,14 @@
  * GEMMs too. */
 #include "palm.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bank.h"
+#include "blas.h"
 #include "errors.h"
-#include "fastexp.h"
+#include "vecmath.h"
 #include "sinkhorn.h"
 #include "validate.h"
 
@@ -156,14 +156,37 @@ static void scatter_dense(const palm_shape *sh, const int64_t *idx, const double
             out[i * sh->P + idx[i * sh->s + t]] = (float)w[i * sh->s + t];
 }
 
+/* Square P x P helpers, tiled so that the column side stays in cache. */
+#define TILE 32
+
+/* Lower triangle := transpose of the upper one (what ssyrk leaves out). */
+void pood_mirror_upper(int64_t P, float *G)
+{
+    for (int64_t a0 = 0; a0 < P; a0 += TILE)
+        for (int64_t b0 = 0; b0 <= a0; b0 += TILE)
+            for (int64_t a = a0; a < a0 + TILE && a < P; a++)
+                for (int64_t b = b0; b < b0 + TILE && b < a; b++)
+                    G[a * P + b] = G[b * P + a];
+}
+
+/* G := G + G^T. */
+void pood_add_transpose(int64_t P, float *G)
+{
+    for (int64_t a0 = 0; a0 < P; a0 += TILE)
+        for (int64_t b0 = a0; b0 < P; b0 += TILE)
+            for (int64_t a = a0; a < a0 + TILE && a < P; a++)
+                for (int64_t b = b0 > a ? b0 : a; b < b0 + TILE && b < P; b++) {
+                    float t = G[a * P + b] + G[b * P + a];
+                    G[a * P + b] = t;
+                    G[b * P + a] = t;
+                }
+}
+
 /* z = n2(h) row-wise, keeping ||h|| for the chain through n2. */
 static void normalise_features(int64_t n, int64_t D, const float *h, float *z, double *hnorm)
 {
     for (int64_t i = 0; i < n; i++) {
-        double ss = 0.0;
-        for (int64_t j = 0; j < D; j++)
-            ss += (double)h[i * D + j] * h[i * D + j];
-        double nrm = sqrt(ss);
+        double nrm = sqrt(pood_dot_f(D, h + i * D, h + i * D));
         double inv = 1.0 / (nrm > NORM_EPS ? nrm : NORM_EPS);
         for (int64_t j = 0; j < D; j++)
             z[i * D + j] = (float)(h[i * D + j] * inv);
@@ -179,9 +202,7 @@ static void chain_through_n2(int64_t n, int64_t D, const float *z, const double 
         float *gi = g + i * D;
         const float *zi = z + i * D;
         if (hnorm[i] > NORM_EPS) {
-            double dot = 0.0;
-            for (int64_t j = 0; j < D; j++)
-                dot += (double)zi[j] * gi[j];
+            double dot = pood_dot_f(D, zi, gi);
             double inv = 1.0 / hnorm[i];
             for (int64_t j = 0; j < D; j++)
                 gi[j] = (float)((gi[j] - zi[j] * dot) * inv);
@@ -267,7 +288,10 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     normalise_features(n, D, h, z, hn);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)P, (int)D, 1.0f, z, (int)D, bank->protos,
                 (int)D, 0.0f, S, (int)P);
-    pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, Q, scr);
+    /* the steps below read a row's Sinkhorn output on its class's prototypes only */
+    pood_sinkhorn_window win = {labels, sh.K};
+    const pood_sinkhorn_window *window = labels ? &win : NULL;
+    pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, trace && trace->q1 ? NULL : window, Q, scr);
     if (trace && trace->q1)
         for (size_t k = 0; k < (size_t)n * (size_t)P; k++)
             trace->q1[k] = (float)Q[k];
@@ -326,7 +350,7 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     /* 6-7. second pass on the updated bank; W takes its values on the support of step 3 */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)P, (int)D, 1.0f, z, (int)D, pn, (int)D,
                 0.0f, S, (int)P);
-    pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, Q, scr);
+    pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, window, Q, scr);
     normalise_support(&sh, Q, idx, wv);
     if (trace && trace->w)
         scatter_dense(&sh, idx, wv, trace->w);
@@ -363,9 +387,7 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     double pcon = 0.0;
     if (want_pcon) {
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)P, (int)D, 1.0f, pn, (int)D, 0.0f, G, (int)P);
-        for (int64_t a = 0; a < P; a++)
-            for (int64_t b = 0; b < a; b++)
-                G[a * P + b] = G[b * P + a];
+        pood_mirror_upper(P, G);
         double inv_tp = 1.0 / tau_p, psum = 0.0;
         int has_pos = sh.supervised && sh.K > 1;
         int64_t K = sh.K;
@@ -406,12 +428,7 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
         pcon = -psum / (double)P;
         if (grad) {
             /* g = dL_pcon/dp̂ = (C + C^T) P' / tau_p */
-            for (int64_t a = 0; a < P; a++)
-                for (int64_t b = a + 1; b < P; b++) {
-                    float t = G[a * P + b] + G[b * P + a];
-                    G[a * P + b] = t;
-                    G[b * P + a] = t;
-                }
+            pood_add_transpose(P, G);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)P, (int)D, (int)P, (float)inv_tp, G,
                         (int)P, pn, (int)D, 0.0f, gp, (int)D);
             /* back through p̂ = n2(n2(V)), V = m P + (1 - m) A^T z: row j of the EMA path is
@@ -419,9 +436,7 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
             for (int64_t r = 0; r < P; r++) {
                 float *gr = gp + r * D;
                 const float *pr = pn + r * D;
-                double dot = 0.0;
-                for (int64_t j = 0; j < D; j++)
-                    dot += (double)pr[j] * gr[j];
+                double dot = pood_dot_f(D, pr, gr);
                 double f = lambda * (1.0 - m) * vinv[r];
                 for (int64_t j = 0; j < D; j++)
                     gr[j] = (float)((gr[j] - pr[j] * dot) * f);
@@ -494,8 +509,9 @@ protood_status protood_palm_assign(const protood_bank *bank, int64_t n, const fl
     normalise_features(n, D, h, z, hn);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)P, (int)D, 1.0f, z, (int)D, bank->protos,
                 (int)D, 0.0f, S, (int)P);
+    pood_sinkhorn_window win = {labels, sh.K};
     pood_sinkhorn(n, P, S, COSINE_BOUND, bank->params[PROTOOD_BANK_SINKHORN_EPSILON],
-                  (int32_t)bank->params[PROTOOD_BANK_SINKHORN_ITERS], Q, scr);
+                  (int32_t)bank->params[PROTOOD_BANK_SINKHORN_ITERS], labels ? &win : NULL, Q, scr);
     compute_support(&sh, labels, Q, idx, (cand *)(base + o_tmp));
     normalise_support(&sh, Q, idx, wv);
     scatter_dense(&sh, idx, wv, weights_out);

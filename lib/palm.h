@@ -19,4 +19,9 @@ typedef struct pood_palm_trace {
 protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, const float *h,
                               const int32_t *labels, double *losses, float *grad, const pood_palm_trace *trace);
 
+/* Square P x P matrix helpers shared with the CIDER step: fill the lower triangle from the upper
+ * one (after ssyrk), and G := G + G^T. */
+void pood_mirror_upper(int64_t P, float *G);
+void pood_add_transpose(int64_t P, float *G);
+
 #endif

@@ -27,7 +27,7 @@
 #include <stdlib.h>
 
 #include "errors.h"
-#include "fastexp.h"
+#include "vecmath.h"
 #include "validate.h"
 
 #define FLOOR 1e-12   /* F.normalize's eps */
@@ -39,8 +39,12 @@ size_t pood_sinkhorn_scratch_doubles(int64_t n, int64_t p)
 }
 
 /* sum_j k_j v_j with eight independent partial sums: one accumulator would leave these
- * memory-bound loops waiting on the add latency. */
-static double dot8_d(int64_t n, const double *k, const double *v)
+ * memory-bound loops waiting on the add latency. Inlined, so that they take the instruction set of
+ * the sinkhorn_direct version that calls them. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline double dot8_d(int64_t n, const double *k, const double *v)
 {
     double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t j = 0;
@@ -52,7 +56,10 @@ static double dot8_d(int64_t n, const double *k, const double *v)
     return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
 }
 
-static double dot8_f(int64_t n, const float *k, const double *v)
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline double dot8_f(int64_t n, const float *k, const double *v)
 {
     double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t j = 0;
@@ -71,8 +78,9 @@ static double dot8_f(int64_t n, const float *k, const double *v)
  * the caller then takes the log route). Single-threaded on purpose: these passes run between
  * BLAS calls, and an OpenMP team next to the BLAS's own threads on a small machine costs more in
  * spinning than it saves. */
-static int sinkhorn_direct(int64_t n, int64_t p, const float *s, double smin, double smax, double inv_eps,
-                           int32_t iters, double *q, double *scratch)
+POOD_MULTIVERSION static int sinkhorn_direct(int64_t n, int64_t p, const float *s, double smin, double smax,
+                                             double inv_eps, int32_t iters, const pood_sinkhorn_window *window,
+                                             double *q, double *scratch)
 {
     double *u = scratch, *v = scratch + n, *acc = v + p;
     float *kf = (smax - smin) * inv_eps <= POOD_SINKHORN_FLOAT_RANGE ? (float *)(acc + 2 * p) : NULL;
@@ -125,13 +133,15 @@ static int sinkhorn_direct(int64_t n, int64_t p, const float *s, double smin, do
                 return 0;
             if (last) {
                 double f = ui * (double)n;
+                int64_t j0 = window ? (int64_t)window->group[i] * window->width : 0;
+                int64_t j1 = window ? j0 + window->width : p;
                 if (kfi) {
 #pragma omp simd
-                    for (int64_t j = 0; j < p; j++)
+                    for (int64_t j = j0; j < j1; j++)
                         qi[j] = kfi[j] * v[j] * f;
                 } else {
 #pragma omp simd
-                    for (int64_t j = 0; j < p; j++)
+                    for (int64_t j = j0; j < j1; j++)
                         qi[j] = qi[j] * v[j] * f;
                 }
             } else if (kfi) {
@@ -214,7 +224,7 @@ static void sinkhorn_log(int64_t n, int64_t p, const float *s, double inv_eps, i
 }
 
 void pood_sinkhorn(int64_t n, int64_t p, const float *scores, double bound, double epsilon, int32_t iters,
-                   double *q, double *scratch)
+                   const pood_sinkhorn_window *window, double *q, double *scratch)
 {
     double lo = -bound, hi = bound;
     if (!(bound > 0.0)) { /* no bound known: scan */
@@ -228,7 +238,7 @@ void pood_sinkhorn(int64_t n, int64_t p, const float *scores, double bound, doub
         hi = smax;
     }
     double inv_eps = 1.0 / epsilon;
-    if ((hi - lo) * inv_eps <= POOD_SINKHORN_DIRECT_RANGE && sinkhorn_direct(n, p, scores, lo, hi, inv_eps, iters, q, scratch))
+    if ((hi - lo) * inv_eps <= POOD_SINKHORN_DIRECT_RANGE && sinkhorn_direct(n, p, scores, lo, hi, inv_eps, iters, window, q, scratch))
         return;
     sinkhorn_log(n, p, scores, inv_eps, iters, q, scratch);
 }
@@ -256,7 +266,7 @@ protood_status protood_sinkhorn(int64_t n, int64_t p, const float *scores, doubl
     if (!q)
         return pood_fail(PROTOOD_E_NOMEM, __func__, "no memory for %lld x %lld assignments", (long long)n,
                          (long long)p);
-    pood_sinkhorn(n, p, scores, 0.0, epsilon, iters, q, q + (size_t)n * (size_t)p);
+    pood_sinkhorn(n, p, scores, 0.0, epsilon, iters, NULL, q, q + (size_t)n * (size_t)p);
     for (size_t k = 0; k < (size_t)n * (size_t)p; k++)
         assign_out[k] = (float)q[k];
     free(q);

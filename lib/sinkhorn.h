@@ -10,14 +10,22 @@
  * the calling thread's OpenMP team size. Must be queried on the thread that calls pood_sinkhorn. */
 size_t pood_sinkhorn_scratch_doubles(int64_t n, int64_t p);
 
+/* Rows whose output is only read on a window of columns: row i on [group[i] * width, +width),
+ * e.g. the prototypes of the row's class. The last pass then writes only those entries. */
+typedef struct pood_sinkhorn_window {
+    const int32_t *group;
+    int64_t width;
+} pood_sinkhorn_window;
+
 /* SPEC.md §2 on scores (n x p float32) into q (n x p, float64: small entries that float32 would
  * flush to zero still count when the PALM weights renormalise a class's top-k entries).
  * n, p >= 1, epsilon > 0, iters >= 1, scores finite (not checked here). `bound` > 0 promises
  * |scores| <= bound (cosines of unit vectors: a little over 1) and saves a pass over the scores
- * to find their range; 0 means unknown. `scratch` holds pood_sinkhorn_scratch_doubles(n, p)
- * doubles. */
+ * to find their range; 0 means unknown. `window` NULL: every entry of q is written; otherwise
+ * only each row's window is guaranteed (the rest of q is scratch). `scratch` holds
+ * pood_sinkhorn_scratch_doubles(n, p) doubles. */
 void pood_sinkhorn(int64_t n, int64_t p, const float *scores, double bound, double epsilon, int32_t iters,
-                   double *q, double *scratch);
+                   const pood_sinkhorn_window *window, double *q, double *scratch);
 
 /* The largest spread (max - min of the scores, divided by epsilon) that the direct scaling form
  * handles; beyond it pood_sinkhorn works in the log domain. */

@@ -230,7 +230,7 @@ static void ref_palm(const ref_params *rp, int64_t n, const double *h, const int
     double *S = malloc((size_t)(n * P) * sizeof *S), *Q = malloc((size_t)(n * P) * sizeof *Q);
     double *A = malloc((size_t)(n * P) * sizeof *A), *W = malloc((size_t)(n * P) * sizeof *W);
     double *M = malloc((size_t)(n * P) * sizeof *M), *T = malloc((size_t)(n * P) * sizeof *T);
-    double *pn = malloc((size_t)(P * D) * sizeof *pn), *G = malloc((size_t)(P * P) * sizeof *G);
+    double *pn = calloc((size_t)(P * D), sizeof *pn), *G = malloc((size_t)(P * P) * sizeof *G);
     double *shift = malloc((size_t)P * sizeof *shift);
     ref_n2_rows(n, D, h, z);
     for (int64_t k = 0; k < P * D; k++)
@@ -436,9 +436,13 @@ static void check_against_reference(const ref_params *rp, int64_t n, int supervi
     ref_frozen fz = {malloc((size_t)(n * P) * sizeof(double)), malloc((size_t)(n * P) * sizeof(double)),
                      malloc((size_t)P * sizeof(double)), malloc((size_t)(P * D) * sizeof(double))};
     ref_palm(rp, n, hd, y, p0, want, pout, &fz, NULL);
+    tu_assert_close_f32_f64(a, fz.A, (size_t)(n * P), 1e-5, "A");
+    tu_assert_close_f32_f64(w, fz.W, (size_t)(n * P), 1e-5, "W");
+    tu_assert_close_f32_f64(b->protos, pout, (size_t)(P * D), 1e-5, "prototypes");
     for (int k = 0; k < 3; k++)
-        ck_assert_msg(fabs(losses[k] - want[k]) <= 1e-5 * fabs(want[k]) + 1e-9, "loss[%d] = %.12g, reference %.12g",
-                      k, losses[k], want[k]);
+        ck_assert_msg(fabs(losses[k] - want[k]) <= 1e-5 * fabs(want[k]) + 1e-9,
+                      "loss[%d] = %.12g, reference %.12g (all: %.9g %.9g %.9g vs %.9g %.9g %.9g)", k, losses[k],
+                      want[k], losses[0], losses[1], losses[2], want[0], want[1], want[2]);
     tu_assert_close_f32_f64(b->protos, pout, (size_t)(P * D), 1e-5, "prototypes");
     tu_assert_close_f32_f64(a, fz.A, (size_t)(n * P), 1e-5, "A");
     tu_assert_close_f32_f64(w, fz.W, (size_t)(n * P), 1e-5, "W");
@@ -502,6 +506,54 @@ START_TEST(gradient_unsupervised)
 {
     ref_params rp = {2, 5, 6, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 3};
     check_against_reference(&rp, 12, 0, 3);
+}
+END_TEST
+
+START_TEST(gradient_large_topk_sorted_selection)
+{
+    /* supports of more than 16 entries are selected by sorting: unsupervised top-20 of 30, and
+     * supervised top-18 of a class of 20 */
+    ref_params rp = {3, 10, 4, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 20};
+    check_against_reference(&rp, 14, 0, 7);
+    ref_params rp2 = {2, 20, 4, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 18};
+    check_against_reference(&rp2, 14, 1, 8);
+}
+END_TEST
+
+START_TEST(gradient_single_row_batch)
+{
+    /* One row: Sinkhorn's column step makes every entry equal, so any top-k below the whole class
+     * would be a choice among exact ties; k = 0 takes them all. */
+    ref_params rp = {2, 3, 5, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 0};
+    check_against_reference(&rp, 1, 1, 9);
+    check_against_reference(&rp, 1, 0, 10);
+}
+END_TEST
+
+START_TEST(single_prototype_bank_has_no_contrastive_loss)
+{
+    /* P = 1: no other prototype to contrast with, so L_pcon = 0 (the reference's log of an empty
+     * sum would be -inf), and L_mle = -(1/N) sum_i [L_i1 - L_i1] = 0 exactly: one prototype takes
+     * all the weight and all the softmax */
+    ref_params rp = {1, 1, 4, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 5};
+    protood_bank *b = make_bank(&rp, 12);
+    float *h = random_rows(5, 4, 12), g[20];
+    int32_t y[5] = {0, 0, 0, 0, 0};
+    double l[3];
+    for (int sup = 0; sup < 2; sup++) {
+        ck_assert_int_eq(protood_palm_step(b, 5, h, sup ? y : NULL, l, g), PROTOOD_OK);
+        ck_assert_double_eq(l[2], 0.0);
+        ck_assert_double_eq_tol(l[1], 0.0, 1e-6);
+        ck_assert_double_eq(l[0], l[1]);
+        for (int k = 0; k < 20; k++)
+            ck_assert_float_eq_tol(g[k], 0.0f, 1e-5f);
+        double nrm = 0;
+        for (int j = 0; j < 4; j++)
+            nrm += (double)b->protos[j] * b->protos[j];
+        ck_assert_double_eq_tol(nrm, 1.0, 1e-6);
+    }
+    free(h);
+    protood_bank_free(b);
 }
 END_TEST
 
@@ -815,7 +867,10 @@ int main(void)
     tcase_add_test(tg, gradient_supervised_sparse_support);
     tcase_add_test(tg, gradient_supervised_dense_support);
     tcase_add_test(tg, gradient_unsupervised);
+    tcase_add_test(tg, gradient_large_topk_sorted_selection);
     tcase_add_test(tg, gradient_single_prototype_per_class);
+    tcase_add_test(tg, gradient_single_row_batch);
+    tcase_add_test(tg, single_prototype_bank_has_no_contrastive_loss);
     tcase_add_test(tg, gradient_log_domain_sinkhorn);
     tcase_add_test(tg, gradient_without_pcon_and_default_momentum);
     tcase_add_test(tg, large_batch_threaded);

@@ -331,7 +331,8 @@ PROTOOD_API protood_status protood_fpr_at_tpr(int64_t n_in, const float *s_in, i
  *   - Scratch lives in the bank and grows on demand: after the first call at a given batch size a
  *     step allocates nothing.
  *   - Needs exclusive access to the bank (it moves the prototypes and uses the bank's scratch).
- *     Heavy loops use the BLAS's threads and OpenMP (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS).
+ *     The matrix products run on the BLAS's threads (OPENBLAS_NUM_THREADS, or OMP_NUM_THREADS
+ *     for BLIS); everything else runs on the calling thread.
  */
 
 /**
@@ -347,7 +348,8 @@ PROTOOD_API protood_status protood_fpr_at_tpr(int64_t n_in, const float *s_in, i
  *     other prototype to contrast with).
  *   - grad (may be NULL): n x dim, dL/dh.
  * The bank's prototypes become the EMA-updated P' (a prototype no row was assigned to keeps its
- * row exactly). Sinkhorn couples the rows of a batch, so results depend on the whole batch.
+ * row exactly). Both Sinkhorn passes are protood_sinkhorn's (any epsilon works, small ones in the
+ * log domain); Sinkhorn couples the rows of a batch, so results depend on the whole batch.
  * Errors: see the section comment above. Exclusive access to the bank. @since 0.1
  */
 PROTOOD_API protood_status protood_palm_step(protood_bank *bank, int64_t n, const float *h,
@@ -372,15 +374,19 @@ PROTOOD_API protood_status protood_cider_step(protood_bank *bank, int64_t n, con
                                               const int32_t *labels, double *losses, float *grad);
 
 /**
- * Sinkhorn-Knopp soft assignment of SPEC.md §2 on a given score matrix: Q = exp(scores/epsilon),
- * then `iters` times "every column sums to 1/p, then every row to 1/n", returned times n so that
- * every row of assign_out sums to 1.
+ * Sinkhorn-Knopp soft assignment of SPEC.md §2 on a given score matrix, as the reference code
+ * computes it: Q = exp(scores/epsilon) / sum, then `iters` times "every column to 1/p, then every
+ * row to 1/n", each through F.normalize(p=1), i.e. dividing by max(sum, 1e-12); returned times n.
+ * Every row of assign_out sums to 1, except a row whose whole mass fell below that 1e-12 floor
+ * before the last row step (at a very small epsilon, a row that every column finds more than
+ * e^-27 less likely than its best row): the reference leaves such a row short of 1, and so does
+ * this function. Equally, a column every row ignores keeps less than 1/p.
  *
  * scores: n x p float32, finite (any range: typically cosine similarities). epsilon > 0, finite.
  * iters >= 1. assign_out: n x p float32. Equal to the reference's direct exponentiation wherever
  * that is finite, and finite and correct where it overflows (small epsilon, large scores): large
  * spreads are handled in the log domain. Entries below the float32 range come out as 0.
- * Allocates n x p doubles of scratch per call.
+ * Allocates its scratch (about 12 bytes per entry) per call.
  * Errors: INVALID_ARG (NULL, n or p < 1, epsilon or iters out of range), NONFINITE (NaN/Inf in
  * scores), SHAPE (n x p overflows), NOMEM. Thread-safe (no shared state). @since 0.1
  */
@@ -391,7 +397,8 @@ PROTOOD_API protood_status protood_sinkhorn(int64_t n, int64_t p, const float *s
  * The PALM loss weights W (SPEC.md §3 step 7) of a batch against the bank as it is, without the
  * EMA update: z = n2(h), Q = sinkhorn(z P^T) over all P prototypes with the bank's epsilon and
  * iterations, the support of row i = the top-k entries of Q_i among its class's K prototypes
- * (labels NULL: among all P, top-k clamped to P; TOPK 0 = all of them), and
+ * (labels NULL: among all P, top-k clamped to P; TOPK 0 = all of them; exact ties go to the lower
+ * index), and
  * W_ij = Q_ij / max(sum of Q_i over the support, 1e-12) on the support, 0 elsewhere. Each row sums
  * to 1 unless its support holds less than 1e-12 of the row's mass. These are the soft mixture
  * responsibilities with which a step would weight the MLE loss if the bank did not move, e.g. to
