@@ -16,9 +16,12 @@
  *   - log domain: otherwise the log-scalings a = log u, b = log v are kept and every sum is a
  *     log-sum-exp shifted by its own maximum, so nothing overflows or vanishes wholesale.
  *
- * Every row sums to 1 except a row whose whole mass fell below the 1e-12 floor before the last
- * row step (the reference leaves such a row short too; it takes a row that every column finds
- * e^-27 less likely than its best row, i.e. a cosine margin of 27.6 eps).
+ * Where the reference's float64 exp(S/eps) overflows (max S/eps > log(DBL_MAX), e.g. eps = 0.001 on
+ * cosines) it has no finite result to reproduce; there the floor is dropped and the result is the
+ * exact, scale-free Sinkhorn, whose last row step makes every row sum to 1 (SPEC.md §2, step 3).
+ * Below that, every row sums to 1 except a row whose whole mass fell under the 1e-12 floor before
+ * the last row step (the reference leaves such a row short too; it takes a row that every column
+ * finds e^-27 less likely than its best row, i.e. a cosine margin of 27.6 eps).
  */
 #include "sinkhorn.h"
 
@@ -31,6 +34,7 @@
 #include "validate.h"
 
 #define FLOOR 1e-12   /* F.normalize's eps */
+#define LOG_DBL_MAX 709.782712893384   /* beyond it the reference's exp(S/eps) is infinite */
 
 size_t pood_sinkhorn_scratch_doubles(int64_t n, int64_t p)
 {
@@ -164,11 +168,13 @@ static void sinkhorn_log(int64_t n, int64_t p, const float *s, double inv_eps, i
                          double *scratch)
 {
     double *a = scratch, *b = scratch + n, *cmax = b + p, *csum = cmax + p;
-    const double log_floor = log(FLOOR), log_n = log((double)n), log_p = log((double)p);
+    const double log_n = log((double)n), log_p = log((double)p);
     double gmax = -INFINITY, gsum = 0.0;
     for (size_t k = 0; k < (size_t)n * (size_t)p; k++)
         if ((double)s[k] * inv_eps > gmax)
             gmax = (double)s[k] * inv_eps;
+    /* The floor is the reference's only where the reference is finite (see the top of the file). */
+    const double log_floor = gmax <= LOG_DBL_MAX ? log(FLOOR) : -INFINITY;
     for (size_t k = 0; k < (size_t)n * (size_t)p; k++)
         gsum += exp((double)s[k] * inv_eps - gmax);
     double g = -(gmax + log(gsum));
@@ -238,7 +244,8 @@ void pood_sinkhorn(int64_t n, int64_t p, const float *scores, double bound, doub
         hi = smax;
     }
     double inv_eps = 1.0 / epsilon;
-    if ((hi - lo) * inv_eps <= POOD_SINKHORN_DIRECT_RANGE && sinkhorn_direct(n, p, scores, lo, hi, inv_eps, iters, window, q, scratch))
+    if ((hi - lo) * inv_eps <= POOD_SINKHORN_DIRECT_RANGE && hi * inv_eps <= LOG_DBL_MAX &&
+        sinkhorn_direct(n, p, scores, lo, hi, inv_eps, iters, window, q, scratch))
         return;
     sinkhorn_log(n, p, scores, inv_eps, iters, q, scratch);
 }

@@ -377,10 +377,13 @@ PROTOOD_API protood_status protood_cider_step(protood_bank *bank, int64_t n, con
  * Sinkhorn-Knopp soft assignment of SPEC.md §2 on a given score matrix, as the reference code
  * computes it: Q = exp(scores/epsilon) / sum, then `iters` times "every column to 1/p, then every
  * row to 1/n", each through F.normalize(p=1), i.e. dividing by max(sum, 1e-12); returned times n.
- * Every row of assign_out sums to 1, except a row whose whole mass fell below that 1e-12 floor
- * before the last row step (at a very small epsilon, a row that every column finds more than
- * e^-27 less likely than its best row): the reference leaves such a row short of 1, and so does
- * this function. Equally, a column every row ignores keeps less than 1/p.
+ * Where the reference's float64 exp(scores/epsilon) is finite (max(scores)/epsilon <= 709.78) the
+ * result is the reference's, floor included: every row of assign_out sums to 1 except a row whose
+ * whole mass fell below the 1e-12 floor before the last row step (a row that every column finds
+ * more than e^-27 less likely than its best row), which the reference leaves short of 1, and a
+ * column every row ignores keeps less than 1/p. Beyond that (e.g. epsilon = 0.001 on cosines) the
+ * reference overflows, and the result is the exact scale-free Sinkhorn without the floor: every
+ * row sums to 1.
  *
  * scores: n x p float32, finite (any range: typically cosine similarities). epsilon > 0, finite.
  * iters >= 1. assign_out: n x p float32. Equal to the reference's direct exponentiation wherever
