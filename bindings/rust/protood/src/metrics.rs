@@ -25,9 +25,10 @@ pub enum Positive {
 }
 
 /// Conventions of published code for FPR at a TPR (see the C header for the exact rules).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum FprConvention {
     /// The ROC definition (`roc_curve(drop_intermediate=False)`), the default.
+    #[default]
     Roc,
     /// KNN (Sun et al. 2022): OOD fraction strictly above `sorted(s_in)[round(0.05 n_in)]`.
     Knn,
@@ -35,12 +36,6 @@ pub enum FprConvention {
     Percentile,
     /// OpenOOD's: OOD is the positive class.
     OodPositive,
-}
-
-impl Default for FprConvention {
-    fn default() -> Self {
-        FprConvention::Roc
-    }
 }
 
 impl FprConvention {
