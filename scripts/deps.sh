@@ -6,6 +6,11 @@ packages="gcc g++ meson ninja-build pkg-config binutils check zlib1g-dev
           libopenblas-dev libblis-dev liblapack-dev abigail-tools python3 python3-numpy python3-sklearn
           libfreetype-dev dataset-fashion-mnist
           fonts-dejavu-core fonts-liberation fonts-freefont-ttf fonts-urw-base35"
+# The Rust bindings' tests need cargo: rustup's (on PATH or in ~/.cargo/bin) if there is one,
+# else Debian's (rustc 1.63; the crates keep to it).
+if ! command -v cargo >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-${HOME:-/root}/.cargo}/bin/cargo" ]; then
+    packages="$packages cargo"
+fi
 if [ "${1:-}" = "--list" ]; then
     echo $packages
     exit 0

@@ -17,9 +17,9 @@ configure() {  # name, meson options...
         meson setup "build/$name" "$@" >/dev/null
     fi
 }
-configure release -Dblas=openblas
+configure release -Dblas=openblas -Dcargo_tests=enabled
 configure asan -Dblas=openblas -Db_sanitize=address,undefined -Db_lundef=false
-configure blis -Dblas=blis
+configure blis -Dblas=blis -Dcargo_tests=enabled
 
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
