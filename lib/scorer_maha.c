@@ -110,6 +110,7 @@ void pood_gauss_fit_add(pood_gauss_fit *g, int64_t count, const float *rows, con
         double inv = 1.0;
         if (g->normalize) { /* n2 of SPEC.md §1, kept in double: the reference normalises in float64 */
             double s = 0.0;
+            POOD_SIMD_SUM(s)
             for (int64_t j = 0; j < d; j++)
                 s += (double)x[j] * x[j];
             double norm = sqrt(s);
@@ -119,6 +120,7 @@ void pood_gauss_fit_add(pood_gauss_fit *g, int64_t count, const float *rows, con
         if (g->count[c] == 0)
             for (int64_t j = 0; j < d; j++)
                 shift[j] = x[j] * inv;
+        POOD_SIMD
         for (int64_t j = 0; j < d; j++) {
             y[j] = x[j] * inv - shift[j];
             sum[j] += y[j];
