@@ -8,14 +8,14 @@
  *
  * "Computed carefully": the GEMM only ranks. It ranks by v = |x|^2 - 2 q.x in float32 (|q|^2 is the
  * same for every candidate of a query), whose rounding error has the a-priori bound eps below;
- * |2 - 2 q.x| style cancellation and the GEMM's blocking (its bits change with the tile shape) are
+ * 2 - 2 q.x style cancellation and the GEMM's blocking (its bits change with the tile shape) are
  * then kept out of the result like this:
  *   - rows ranked within 2 eps above the k-th value are kept too (the "band");
- *   - at the end, heap rows more than 2 eps below the k-th value are certainly among the k nearest
- *     and nearer than the k-th (their exact distance is below root - eps, the k-th is at least
- *     that); rows outside heap and band are certainly farther. The remaining heap rows and the band
- *     rows are the only ones that can be the k-th, so their distances are recomputed in double
- *     from the stored rows and the right order statistic taken.
+ *   - at the end, with r the exact k-th smallest v: kept rows with v < r - 2 eps are certainly
+ *     among the k nearest and nearer than the k-th (distance below r - eps + |q|^2, the k-th is at
+ *     least r - eps + |q|^2); rows not kept have v >= r + 2 eps and are certainly farther. The rows
+ *     in between are the only ones that can be the k-th, so their distances are recomputed in
+ *     double from the stored rows and the right order statistic taken.
  * The score is therefore the k-th smallest of the double-precision distances, bit for bit whatever
  * the tiles, the thread count or the BLAS. If the band crowds the reservoir below (many
  * near-duplicates at the boundary), that query falls back to an exact double sweep over all rows. */
@@ -34,12 +34,12 @@
 #include "simd.h"
 
 /* Per query, a reservoir of RES_CAP(k) = 2k + 64 (value, row) pairs holds every row ranked below
- * the current k-th value plus the band; when it fills, a quickselect finds the k-th value and the
- * rows that fell out of range are dropped. Appending is O(1), a compaction O(capacity) every ~k
- * admissions: unlike a binary heap, whose k log k sifting dominated at k = 300 (CIDER's setting),
- * the cost hardly grows with k. A query whose band alone nearly fills the reservoir (many
- * near-duplicates at the boundary) stops collecting and takes the exact fallback. BLOCK slots of
- * slack let a whole filter block be appended before the capacity is checked. */
+ * the current limit (an upper bound of the k-th value, plus the band). When it fills, compact()
+ * lowers the limit and drops the rows beyond it. Appending is O(1), a compaction O(capacity)
+ * every ~k admissions: unlike a binary heap, whose k log k sifting dominated at k = 300 (CIDER's
+ * setting), the cost hardly grows with k. A query whose band alone nearly fills the reservoir
+ * (many near-duplicates at the boundary) stops collecting and takes the exact fallback. BLOCK
+ * slots of slack let a whole filter block be appended before the capacity is checked. */
 #define RES_CAP(k) (2 * (k) + 64)
 #define RES_MIN_FREE 32
 #define BLOCK 16               /* rows per filter block; also the reservoir's slack beyond RES_CAP */
@@ -137,15 +137,15 @@ static void compact(query_sel *q, int64_t k)
     POOD_SIMD_MIN(lo)
     for (int64_t j = 0; j < n; j++)
         lo = val[j] < lo ? val[j] : lo;
-    float t = hi;
-    if (hi > lo) {
-        /* Any binning that never decreases with v will do: the same float expression, monotone in
-         * v, is used in both passes. */
+    float t = hi; /* all n >= k values are <= hi: right when they (nearly) coincide */
+    if ((double)hi - (double)lo > 1e-30) {
+        /* Any binning that never decreases with v will do, as long as both passes use the same
+         * one: bin(v) = min((int)((v - lo) * scale), BINS - 1), monotone in v. */
         const float scale = (float)((BINS - 1) / ((double)hi - (double)lo));
         int32_t count[BINS] = {0};
         for (int64_t j = 0; j < n; j++) {
             int b = (int)((val[j] - lo) * scale);
-            count[b < BINS ? b : BINS - 1]++;
+            count[b < BINS - 1 ? b : BINS - 1]++;
         }
         int64_t seen = 0;
         int bin = 0;
@@ -155,7 +155,8 @@ static void compact(query_sel *q, int64_t k)
         POOD_SIMD_MAX(t)
         for (int64_t j = 0; j < n; j++) {
             float v = val[j];
-            float c = (int)((v - lo) * scale) <= bin ? v : lo;
+            int b = (int)((v - lo) * scale);
+            float c = (b < BINS - 1 ? b : BINS - 1) <= bin ? v : lo;
             t = c > t ? c : t;
         }
     }
