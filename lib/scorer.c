@@ -19,6 +19,7 @@
 #include "errors.h"
 #include "fileio.h"
 #include "serial.h"
+#include "simd.h"
 #include "validate.h"
 
 static const char *kind_name(int32_t kind)
@@ -270,14 +271,16 @@ static protood_status check_rows_at(const char *func, const char *name, int64_t 
                                     const float *x, int normalize)
 {
     for (int64_t i = 0; i < count; i++) {
+        const float *row = x + i * dim;
         double sq = 0.0;
-        for (int64_t j = 0; j < dim; j++) {
-            float v = x[i * dim + j];
-            if (!isfinite(v))
-                return pood_fail(PROTOOD_E_NONFINITE, func, "%s[%lld][%lld] = %g", name, (long long)(first + i),
-                                 (long long)j, (double)v);
-            sq += (double)v * v;
-        }
+        POOD_SIMD_SUM(sq)
+        for (int64_t j = 0; j < dim; j++)
+            sq += (double)row[j] * row[j];
+        if (!isfinite(sq)) /* NaN or Inf somewhere in the row (the double sum cannot overflow) */
+            for (int64_t j = 0; j < dim; j++)
+                if (!isfinite(row[j]))
+                    return pood_fail(PROTOOD_E_NONFINITE, func, "%s[%lld][%lld] = %g", name,
+                                     (long long)(first + i), (long long)j, (double)row[j]);
         if (normalize && sq == 0.0)
             return pood_fail(PROTOOD_E_NONFINITE, func, "%s row %lld is all zeros and cannot be normalised", name,
                              (long long)(first + i));
@@ -470,8 +473,8 @@ typedef struct tile_run {
 static int64_t plan_tile_rows(const protood_scorer *s, int64_t m, int threads)
 {
     int64_t rows = s->tile_rows;
-    if (s->kind == PROTOOD_SCORER_KNN) { /* k heap entries of 12 bytes per query: keep a tile <= 64 MB */
-        int64_t cap = ((int64_t)64 << 20) / (s->k * 12);
+    if (s->kind == PROTOOD_SCORER_KNN) { /* ~24 k bytes of selection state per query: a tile <= 64 MB */
+        int64_t cap = (int64_t)(((size_t)64 << 20) / pood_knn_bytes_per_query(s->k));
         rows = rows < cap ? rows : (cap > 1 ? cap : 1);
     }
     if (threads > 1 && m < rows * threads) { /* few queries: still give every thread a tile */

@@ -100,6 +100,8 @@ static inline size_t pood_layout_add(pood_layout *l, int64_t a, int64_t b, size_
     return off;
 }
 
+/* KNN selection state per query, to bound a tile's memory for large k. */
+size_t pood_knn_bytes_per_query(int64_t k);
 /* Bytes of scratch one thread needs for one tile of `tile_rows` queries; 0 on size overflow. */
 size_t pood_knn_scratch(const protood_scorer *s, int64_t tile_rows);
 size_t pood_gauss_scratch(const protood_scorer *s, int64_t tile_rows);

@@ -3,43 +3,50 @@
  *
  * One tile of queries at a time: the training rows are swept in tiles of tile_cols, each sweep a
  * single cblas_sgemm into a distance buffer that fits in L2 and is reused, followed by a scan that
- * keeps, per query, the k smallest values in a bounded max-heap. The m x n distance matrix never
- * exists.
+ * keeps, per query, the k smallest values in a bounded reservoir (below). The m x n distance matrix
+ * never exists.
  *
  * "Computed carefully": the GEMM only ranks. It ranks by v = |x|^2 - 2 q.x in float32 (|q|^2 is the
  * same for every candidate of a query), whose rounding error has the a-priori bound eps below;
- * |2 - 2 q.x| style cancellation and the GEMM's blocking (its bits change with the tile shape) are
+ * 2 - 2 q.x style cancellation and the GEMM's blocking (its bits change with the tile shape) are
  * then kept out of the result like this:
- *   - rows ranked within 2 eps above the k-th value are kept too (a short "band" list per query);
- *   - at the end, heap rows more than 2 eps below the k-th value are certainly among the k nearest
- *     and nearer than the k-th (their exact distance is below root - eps, the k-th is at least
- *     that); rows outside heap and band are certainly farther. The remaining heap rows and the band
- *     rows are the only ones that can be the k-th, so their distances are recomputed in double
- *     from the stored rows and the right order statistic taken.
+ *   - rows ranked within 2 eps above the k-th value are kept too (the "band");
+ *   - at the end, with r the exact k-th smallest v: kept rows with v < r - 2 eps are certainly
+ *     among the k nearest and nearer than the k-th (distance below r - eps + |q|^2, the k-th is at
+ *     least r - eps + |q|^2); rows not kept have v >= r + 2 eps and are certainly farther. The rows
+ *     in between are the only ones that can be the k-th, so their distances are recomputed in
+ *     double from the stored rows and the right order statistic taken.
  * The score is therefore the k-th smallest of the double-precision distances, bit for bit whatever
- * the tiles, the thread count or the BLAS. If more than POOD_KNN_BAND rows crowd the boundary
- * (many near-duplicates), that query falls back to an exact double sweep over all rows. */
+ * the tiles, the thread count or the BLAS. If the band crowds the reservoir below (many
+ * near-duplicates at the boundary), that query falls back to an exact double sweep over all rows. */
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bank.h"
-#include "scorer.h"
-
-/* Band rows kept per query: near-ties at rank k are rare, so a few slots suffice; a query that
- * needs more takes the exact fallback. */
-#define POOD_KNN_BAND 32
-
-#if defined(_OPENMP)
-#define SIMD_OR_ANY _Pragma("omp simd reduction(|:any)")
-#else
-#define SIMD_OR_ANY
+#if defined(__SSE2__)
+#include <emmintrin.h>
 #endif
 
+#include "bank.h"
+#include "scorer.h"
+#include "simd.h"
+
+/* Per query, a reservoir of RES_CAP(k) = 2k + 64 (value, row) pairs holds every row ranked below
+ * the current limit (an upper bound of the k-th value, plus the band). When it fills, compact()
+ * lowers the limit and drops the rows beyond it. Appending is O(1), a compaction O(capacity)
+ * every ~k admissions: unlike a binary heap, whose k log k sifting dominated at k = 300 (CIDER's
+ * setting), the cost hardly grows with k. A query whose band alone nearly fills the reservoir
+ * (many near-duplicates at the boundary) stops collecting and takes the exact fallback. BLOCK
+ * slots of slack let a whole filter block be appended before the capacity is checked. */
+#define RES_CAP(k) (2 * (k) + 64)
+#define RES_MIN_FREE 32
+#define BLOCK 16               /* rows per filter block; also the reservoir's slack beyond RES_CAP */
+#define RES_SLOTS(k) (RES_CAP(k) + BLOCK)
+
 typedef struct knn_layout {
-    size_t queries, dots, heap_val, heap_idx, fill, band_val, band_idx, band_n, width, cand;
+    size_t queries, dots, res_val, res_idx, res_n, limit, width, cand;
     pood_layout l;
 } knn_layout;
 
@@ -49,14 +56,12 @@ static knn_layout layout(const protood_scorer *s, int64_t tile_rows)
     int64_t cols = s->tile_cols < s->model->n_rows ? s->tile_cols : s->model->n_rows;
     k.queries = pood_layout_add(&k.l, tile_rows, s->dim, sizeof(float));
     k.dots = pood_layout_add(&k.l, tile_rows, cols, sizeof(float));
-    k.heap_val = pood_layout_add(&k.l, tile_rows, s->k, sizeof(float));
-    k.heap_idx = pood_layout_add(&k.l, tile_rows, s->k, sizeof(int64_t));
-    k.fill = pood_layout_add(&k.l, tile_rows, 1, sizeof(int64_t));
-    k.band_val = pood_layout_add(&k.l, tile_rows, POOD_KNN_BAND, sizeof(float));
-    k.band_idx = pood_layout_add(&k.l, tile_rows, POOD_KNN_BAND, sizeof(int64_t));
-    k.band_n = pood_layout_add(&k.l, tile_rows, 1, sizeof(int64_t));
+    k.res_val = pood_layout_add(&k.l, tile_rows, RES_SLOTS(s->k), sizeof(float));
+    k.res_idx = pood_layout_add(&k.l, tile_rows, RES_SLOTS(s->k), sizeof(int64_t));
+    k.res_n = pood_layout_add(&k.l, tile_rows, 1, sizeof(int64_t));
+    k.limit = pood_layout_add(&k.l, tile_rows, 1, sizeof(float));
     k.width = pood_layout_add(&k.l, tile_rows, 1, sizeof(float));
-    k.cand = pood_layout_add(&k.l, s->k + POOD_KNN_BAND, 1, sizeof(double));
+    k.cand = pood_layout_add(&k.l, RES_SLOTS(s->k), 1, sizeof(double));
     return k;
 }
 
@@ -66,119 +71,159 @@ size_t pood_knn_scratch(const protood_scorer *s, int64_t tile_rows)
     return k.l.overflow ? 0 : k.l.size;
 }
 
-/* Max-heap of the k smallest values seen so far: the root is the current k-th smallest. */
-static void heap_push(float *val, int64_t *idx, int64_t size, float v, int64_t id)
+size_t pood_knn_bytes_per_query(int64_t k)
 {
-    int64_t i = size;
-    while (i > 0) {
-        int64_t parent = (i - 1) / 2;
-        if (val[parent] >= v)
-            break;
-        val[i] = val[parent];
-        idx[i] = idx[parent];
-        i = parent;
-    }
-    val[i] = v;
-    idx[i] = id;
+    return (size_t)RES_SLOTS(k) * (sizeof(float) + sizeof(int64_t));
 }
 
-static void heap_replace_root(float *val, int64_t *idx, int64_t size, float v, int64_t id)
+/* Reorder val[0..n) (with idx alongside) so that val[kth] holds the value of rank kth (0-based),
+ * with no larger value before it and no smaller one after it. Hoare partitioning around a
+ * median of three: equal values split evenly, so duplicates do not degrade it. */
+static void select_rank(float *val, int64_t *idx, int64_t n, int64_t kth)
 {
-    int64_t i = 0;
-    for (;;) {
-        int64_t child = 2 * i + 1;
-        if (child >= size)
+    int64_t lo = 0, hi = n - 1;
+    while (hi > lo) {
+        float a = val[lo], b = val[lo + (hi - lo) / 2], c = val[hi];
+        float pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (val[i] < pivot)
+                i++;
+            while (val[j] > pivot)
+                j--;
+            if (i <= j) {
+                float tv = val[i];
+                val[i] = val[j];
+                val[j] = tv;
+                int64_t ti = idx[i];
+                idx[i] = idx[j];
+                idx[j] = ti;
+                i++;
+                j--;
+            }
+        }
+        if (kth <= j)
+            hi = j;
+        else if (kth >= i)
+            lo = i;
+        else
             break;
-        if (child + 1 < size && val[child + 1] > val[child])
-            child++;
-        if (val[child] <= v)
-            break;
-        val[i] = val[child];
-        idx[i] = idx[child];
-        i = child;
     }
-    val[i] = v;
-    idx[i] = id;
 }
 
-/* Per-query selection state, pointing into the tile's scratch. */
+/* Per-query reservoir, pointing into the tile's scratch. */
 typedef struct query_sel {
     float *val;
     int64_t *idx;
-    int64_t fill;
-    float *band_val;
-    int64_t *band_idx;
-    int64_t band_n;   /* -1: overflowed, the query takes the exact fallback */
+    int64_t n;        /* -1: overflowed, the query takes the exact fallback */
+    float limit;      /* admit rows ranked below this: k-th value + width (+inf until first full) */
     float width;      /* 2 eps */
 } query_sel;
 
-/* Keep a row that lost to the heap but is within `width` of its root. */
-static void band_keep(query_sel *q, float v, int64_t id)
+/* Tighten the limit to (about) the reservoir's k-th value and drop what falls beyond it. The
+ * limit only has to be an upper bound of the true k-th value plus the width, so an exact
+ * quickselect (branchy, the cost that dominated at large k) is not needed: a 256-bin histogram
+ * finds the bin holding the k-th value, and t = the largest value in the bins up to it has at
+ * least k values at or below it. Branch-free passes; the exact k-th is taken once, at the end. */
+static void compact(query_sel *q, int64_t k)
 {
-    if (q->band_n < 0)
-        return;
-    if (q->band_n == POOD_KNN_BAND) { /* full: drop rows the (lower) root has left behind */
-        float limit = q->val[0] + q->width;
-        int64_t kept = 0;
-        for (int64_t b = 0; b < q->band_n; b++)
-            if (q->band_val[b] < limit) {
-                q->band_val[kept] = q->band_val[b];
-                q->band_idx[kept++] = q->band_idx[b];
-            }
-        q->band_n = kept;
-        if (kept == POOD_KNN_BAND) {
-            q->band_n = -1;
-            return;
+    enum { BINS = 256 };
+    const int64_t n = q->n;
+    float *val = q->val;
+    float lo = val[0], hi = val[0];
+    POOD_SIMD_MAX(hi)
+    for (int64_t j = 0; j < n; j++)
+        hi = val[j] > hi ? val[j] : hi;
+    POOD_SIMD_MIN(lo)
+    for (int64_t j = 0; j < n; j++)
+        lo = val[j] < lo ? val[j] : lo;
+    float t = hi; /* all n >= k values are <= hi: right when they (nearly) coincide */
+    if ((double)hi - (double)lo > 1e-30) {
+        /* Any binning that never decreases with v will do, as long as both passes use the same
+         * one: bin(v) = min((int)((v - lo) * scale), BINS - 1), monotone in v. */
+        const float scale = (float)((BINS - 1) / ((double)hi - (double)lo));
+        int32_t count[BINS] = {0};
+        for (int64_t j = 0; j < n; j++) {
+            int b = (int)((val[j] - lo) * scale);
+            count[b < BINS - 1 ? b : BINS - 1]++;
+        }
+        int64_t seen = 0;
+        int bin = 0;
+        while ((seen += count[bin]) < k)
+            bin++;
+        t = lo;
+        POOD_SIMD_MAX(t)
+        for (int64_t j = 0; j < n; j++) {
+            float v = val[j];
+            int b = (int)((v - lo) * scale);
+            float c = (b < BINS - 1 ? b : BINS - 1) <= bin ? v : lo;
+            t = c > t ? c : t;
         }
     }
-    q->band_val[q->band_n] = v;
-    q->band_idx[q->band_n++] = id;
-}
-
-static void offer(query_sel *q, int64_t k, float v, int64_t id)
-{
-    if (v < q->val[0]) {
-        float old_v = q->val[0];
-        int64_t old_id = q->idx[0];
-        heap_replace_root(q->val, q->idx, k, v, id);
-        if (old_v < q->val[0] + q->width)
-            band_keep(q, old_v, old_id);
-    } else {
-        band_keep(q, v, id);
+    q->limit = t + q->width;
+    int64_t kept = 0;
+    for (int64_t j = 0; j < n; j++) {
+        float v = val[j];
+        val[kept] = v;
+        q->idx[kept] = q->idx[j];
+        kept += v < q->limit;
+    }
+    q->n = kept;
+    if (kept > RES_CAP(k) - RES_MIN_FREE) { /* the band alone nearly fills it */
+        q->n = -1;
+        q->limit = -INFINITY; /* nothing passes the filter any more */
     }
 }
 
-/* Offer one query's row of dot products against training rows [base, base + cols). */
+/* Bit t set for each of the BLOCK rows whose ranking value sq - 2 dot is below the limit. */
+static unsigned block_mask(const float *sq, const float *dot, float limit)
+{
+#if defined(__SSE2__)
+    /* x86-64 always has SSE2; movemask turns the comparison into bits in one instruction. The
+     * value is computed exactly as the scalar code below and in select_row (2 dot is exact). */
+    const __m128 lim = _mm_set1_ps(limit), two = _mm_set1_ps(2.0f);
+    unsigned mask = 0;
+    for (int t = 0; t < BLOCK; t += 4) {
+        __m128 v = _mm_sub_ps(_mm_loadu_ps(sq + t), _mm_mul_ps(two, _mm_loadu_ps(dot + t)));
+        mask |= (unsigned)_mm_movemask_ps(_mm_cmplt_ps(v, lim)) << t;
+    }
+    return mask;
+#else
+    unsigned mask = 0;
+    for (int t = 0; t < BLOCK; t++)
+        mask |= (unsigned)(sq[t] - 2.0f * dot[t] < limit) << t;
+    return mask;
+#endif
+}
+
+/* Offer one query's row of dot products against training rows [base, base + cols). Once the
+ * reservoir has been full most rows fall beyond the limit: each block of rows is tested at once
+ * and only the rows that pass are touched. */
 static void select_row(query_sel *q, const float *dot, const float *sq, int64_t cols, int64_t base, int64_t k)
 {
     int64_t j = 0;
-    for (; j < cols && q->fill < k; j++, q->fill++)
-        heap_push(q->val, q->idx, q->fill, sq[j] - 2.0f * dot[j], base + j);
-    if (j == cols)
-        return;
-    float limit = q->val[0] + q->width;
-    /* Once the heap is full almost every row loses by more than the band: test blocks of 16
-     * without branches (vectorised) and look closer only at a block holding a candidate. */
-    for (; j + 16 <= cols; j += 16) {
-        int any = 0;
-        SIMD_OR_ANY
-        for (int t = 0; t < 16; t++)
-            any |= sq[j + t] - 2.0f * dot[j + t] < limit;
-        if (!any)
+    for (; j + BLOCK <= cols && q->n >= 0; j += BLOCK) {
+        unsigned mask = block_mask(sq + j, dot + j, q->limit);
+        if (!mask)
             continue;
-        for (int t = 0; t < 16; t++) {
-            float v = sq[j + t] - 2.0f * dot[j + t];
-            if (v < limit) {
-                offer(q, k, v, base + j + t);
-                limit = q->val[0] + q->width;
-            }
+        int64_t n = q->n;
+        while (mask) {
+            int t = __builtin_ctz(mask);
+            mask &= mask - 1;
+            q->val[n] = sq[j + t] - 2.0f * dot[j + t];
+            q->idx[n++] = base + j + t;
         }
+        q->n = n;
+        if (n >= RES_CAP(k)) /* the reservoir has BLOCK slots of slack beyond RES_CAP */
+            compact(q, k);
     }
-    for (; j < cols; j++) {
+    for (; j < cols && q->n >= 0; j++) {
         float v = sq[j] - 2.0f * dot[j];
-        if (v < limit) {
-            offer(q, k, v, base + j);
-            limit = q->val[0] + q->width;
+        if (v < q->limit) {
+            q->val[q->n] = v;
+            q->idx[q->n++] = base + j;
+            if (q->n >= RES_CAP(k))
+                compact(q, k);
         }
     }
 }
@@ -200,7 +245,7 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* The k-th smallest double distance from `query` to every row: the fallback for crowded
- * boundaries, with a max-heap of k doubles in `heap`. */
+ * boundaries, with a max-heap of k doubles in `heap` (O(n d), taken only by such queries). */
 static double exact_kth(const pood_model *m, const float *query, int64_t d, int64_t k, double *heap)
 {
     for (int64_t r = 0; r < m->n_rows; r++) {
@@ -232,18 +277,16 @@ static double exact_kth(const pood_model *m, const float *query, int64_t d, int6
 void pood_knn_tile(const protood_scorer *s, int64_t rows, const float *q, float *out, void *scratch)
 {
     const pood_model *m = s->model;
-    const int64_t d = s->dim, n = m->n_rows, k = s->k;
+    const int64_t d = s->dim, n = m->n_rows, k = s->k, cap = RES_SLOTS(k);
     const int64_t tile_cols = s->tile_cols < n ? s->tile_cols : n;
     knn_layout lay = layout(s, rows);
     char *base = scratch;
     float *qn = (float *)(base + lay.queries);
     float *dots = (float *)(base + lay.dots);
-    float *heap_val = (float *)(base + lay.heap_val);
-    int64_t *heap_idx = (int64_t *)(base + lay.heap_idx);
-    int64_t *fill = (int64_t *)(base + lay.fill);
-    float *band_val = (float *)(base + lay.band_val);
-    int64_t *band_idx = (int64_t *)(base + lay.band_idx);
-    int64_t *band_n = (int64_t *)(base + lay.band_n);
+    float *res_val = (float *)(base + lay.res_val);
+    int64_t *res_idx = (int64_t *)(base + lay.res_idx);
+    int64_t *res_n = (int64_t *)(base + lay.res_n);
+    float *limit = (float *)(base + lay.limit);
     float *width = (float *)(base + lay.width);
     double *cand = (double *)(base + lay.cand);
 
@@ -261,8 +304,8 @@ void pood_knn_tile(const protood_scorer *s, int64_t rows, const float *q, float 
             qq += (double)qn[i * d + j] * qn[i * d + j];
         double eps = 2.0 * gamma * (m->row_sq_max + 2.0 * sqrt(qq) * m->row_norm_max);
         width[i] = (float)(4.0 * eps) + FLT_MIN;
-        fill[i] = 0;
-        band_n[i] = 0;
+        limit[i] = INFINITY;
+        res_n[i] = 0;
     }
 
     for (int64_t c0 = 0; c0 < n; c0 += tile_cols) {
@@ -270,33 +313,30 @@ void pood_knn_tile(const protood_scorer *s, int64_t rows, const float *q, float 
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)d, 1.0f, qn, (int)d,
                     m->rows + c0 * d, (int)d, 0.0f, dots, (int)cols);
         for (int64_t i = 0; i < rows; i++) {
-            query_sel sel = {heap_val + i * k, heap_idx + i * k, fill[i], band_val + i * POOD_KNN_BAND,
-                             band_idx + i * POOD_KNN_BAND, band_n[i], width[i]};
+            query_sel sel = {res_val + i * cap, res_idx + i * cap, res_n[i], limit[i], width[i]};
             select_row(&sel, dots + i * cols, m->row_sq + c0, cols, c0, k);
-            fill[i] = sel.fill;
-            band_n[i] = sel.band_n;
+            res_n[i] = sel.n;
+            limit[i] = sel.limit;
         }
     }
 
     for (int64_t i = 0; i < rows; i++) {
         const float *query = qn + i * d;
-        if (band_n[i] < 0) {
+        if (res_n[i] < 0) {
             out[i] = (float)-exact_kth(m, query, d, k, cand);
             continue;
         }
-        const float *val = heap_val + i * k;
-        const int64_t *idx = heap_idx + i * k;
-        const float root = val[0], w = width[i];
-        int64_t sure = 0, nc = 0; /* heap rows certainly nearer than the k-th; candidates */
-        for (int64_t h = 0; h < k; h++) {
-            if (val[h] < root - w)
+        float *val = res_val + i * cap;
+        int64_t *idx = res_idx + i * cap;
+        select_rank(val, idx, res_n[i], k - 1);
+        const float root = val[k - 1], w = width[i];
+        int64_t sure = 0, nc = 0; /* rows certainly nearer than the k-th; candidates */
+        for (int64_t r = 0; r < res_n[i]; r++) {
+            if (val[r] < root - w)
                 sure++;
-            else
-                cand[nc++] = distance(query, m->rows + idx[h] * d, d);
+            else if (val[r] < root + w)
+                cand[nc++] = distance(query, m->rows + idx[r] * d, d);
         }
-        for (int64_t b = 0; b < band_n[i]; b++)
-            if (band_val[i * POOD_KNN_BAND + b] < root + w)
-                cand[nc++] = distance(query, m->rows + band_idx[i * POOD_KNN_BAND + b] * d, d);
         if (nc > 1)
             qsort(cand, (size_t)nc, sizeof *cand, cmp_double);
         out[i] = (float)-cand[k - sure - 1];

@@ -32,6 +32,7 @@
 #include "errors.h"
 #include "lapack.h"
 #include "scorer.h"
+#include "simd.h"
 #include "validate.h"
 
 /* Rows per dsyrk call: large enough for an efficient rank-k update, small enough for L2. */
@@ -109,6 +110,7 @@ void pood_gauss_fit_add(pood_gauss_fit *g, int64_t count, const float *rows, con
         double inv = 1.0;
         if (g->normalize) { /* n2 of SPEC.md §1, kept in double: the reference normalises in float64 */
             double s = 0.0;
+            POOD_SIMD_SUM(s)
             for (int64_t j = 0; j < d; j++)
                 s += (double)x[j] * x[j];
             double norm = sqrt(s);
@@ -118,6 +120,7 @@ void pood_gauss_fit_add(pood_gauss_fit *g, int64_t count, const float *rows, con
         if (g->count[c] == 0)
             for (int64_t j = 0; j < d; j++)
                 shift[j] = x[j] * inv;
+        POOD_SIMD
         for (int64_t j = 0; j < d; j++) {
             y[j] = x[j] * inv - shift[j];
             sum[j] += y[j];
@@ -294,11 +297,12 @@ size_t pood_gauss_scratch(const protood_scorer *s, int64_t tile_rows)
 
 static double exact_score(const pood_model *m, const float *p, int64_t c)
 {
-    const double *centre = m->centres + c * m->rank;
+    const double *centre = m->centres + c * m->rank, *signs = m->signs;
     double s = 0.0;
+    POOD_SIMD_SUM(s)
     for (int64_t t = 0; t < m->rank; t++) {
         double diff = (double)p[t] - centre[t];
-        s += m->signs[t] * diff * diff;
+        s += signs[t] * diff * diff;
     }
     return -s;
 }
@@ -312,18 +316,22 @@ void pood_gauss_tile(const protood_scorer *s, int64_t rows, const float *q, floa
     float *p = (float *)((char *)scratch + lay.proj);
     float *cross = (float *)((char *)scratch + lay.cross);
 
+    const double *origin = m->origin;
     for (int64_t i = 0; i < rows; i++) {
         const float *x = q + i * d;
+        float *out_row = qc + i * d;
         double inv = 1.0;
         if (s->normalize) {
             double ss = 0.0;
+            POOD_SIMD_SUM(ss)
             for (int64_t j = 0; j < d; j++)
                 ss += (double)x[j] * x[j];
             double norm = sqrt(ss);
             inv = 1.0 / (norm > 1e-12 ? norm : 1e-12);
         }
+        POOD_SIMD
         for (int64_t j = 0; j < d; j++)
-            qc[i * d + j] = (float)(x[j] * inv - m->origin[j]);
+            out_row[j] = (float)(x[j] * inv - origin[j]);
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)r, (int)d, 1.0f, qc, (int)d, m->proj,
                 (int)r, 0.0f, p, (int)r);
@@ -337,32 +345,34 @@ void pood_gauss_tile(const protood_scorer *s, int64_t rows, const float *q, floa
 
     /* |fl(p.m) - p.m| <= gamma_n |p|.|m| for any summation order (n = rank + 1 counting the
      * rounding of m to float): candidate c is off by at most 2 gamma |p| |m_c|. */
+    /* Candidate c scores -(pp - t_c) with t_c = 2 p.m_c - |m_c|^2: only t_c varies with c. */
     const double u = FLT_EPSILON / 2, nu = (double)(r + 1) * u, gamma = nu / (1.0 - nu);
+    const double *signs = m->signs, *centres_sq = m->centres_sq;
     for (int64_t i = 0; i < rows; i++) {
         const float *pi = p + i * r;
         const float *gi = cross + i * nc;
         double pp = 0.0, pn = 0.0;
+        POOD_SIMD_SUM(pp, pn)
         for (int64_t t = 0; t < r; t++) {
             double v = pi[t];
-            pp += m->signs[t] * v * v;
+            pp += signs[t] * v * v;
             pn += v * v;
         }
         pn = sqrt(pn);
         double best = -INFINITY;
+        POOD_SIMD_MAX(best)
         for (int64_t c = 0; c < nc; c++) {
-            double cand = -(pp - 2.0 * gi[c] + m->centres_sq[c]);
-            best = cand > best ? cand : best;
+            double t_c = 2.0 * gi[c] - centres_sq[c];
+            best = t_c > best ? t_c : best;
         }
-        double margin = 4.0 * gamma * pn * m->centres_norm_max + 1e-12 * (fabs(pp) + m->centres_norm_max *
-                                                                                      m->centres_norm_max);
+        const double cut = best - (4.0 * gamma * pn * m->centres_norm_max +
+                                   1e-12 * (fabs(pp) + m->centres_norm_max * m->centres_norm_max));
         double score = -INFINITY;
-        for (int64_t c = 0; c < nc; c++) {
-            double cand = -(pp - 2.0 * gi[c] + m->centres_sq[c]);
-            if (cand >= best - margin) {
+        for (int64_t c = 0; c < nc; c++)
+            if (2.0 * gi[c] - centres_sq[c] >= cut) {
                 double e = exact_score(m, pi, c);
                 score = e > score ? e : score;
             }
-        }
         out[i] = (float)score;
     }
 }

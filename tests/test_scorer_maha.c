@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "scorer.h"
 #include "testutil.h"
@@ -399,6 +400,96 @@ START_TEST(mahalanobis_near_tied_classes)
 }
 END_TEST
 
+/* ---- The stored model, evaluated independently ------------------------------------------- */
+
+static uint64_t le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static double le_f64(const unsigned char *p)
+{
+    uint64_t bits = le64(p);
+    double v;
+    memcpy(&v, &bits, 8);
+    return v;
+}
+
+static float le_f32(const unsigned char *p)
+{
+    uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    float v;
+    memcpy(&v, &bits, 4);
+    return v;
+}
+
+/* Read the model from the bytes as docs/scorer-format.md lays it out and evaluate
+ * max_c -sum_t sign_t (p_t - m_ct)^2, p = W^T (n2(q) - origin), in double; also with a sign
+ * flipped to -1 (what pinvh keeps for a negative eigenvalue beyond the cutoff), which a
+ * covariance matrix hardly ever produces, so that path is reached through the file. */
+START_TEST(stored_model_evaluates_as_documented)
+{
+    const int64_t n = 150, d = 6, nc = 3, m = 40;
+    int32_t *y = malloc((size_t)n * sizeof *y);
+    float *x = class_rows(31, n, d, nc, d, 0.0, 0.3, y), *q = class_rows(32, m, d, nc, d, 0.0, 0.3, NULL);
+    protood_scorer *s = make(PROTOOD_SCORER_MAHALANOBIS, d, 1);
+    ck_assert_int_eq(protood_scorer_fit(s, n, x, y, nc), PROTOOD_OK);
+    size_t size;
+    ck_assert_int_eq(protood_scorer_to_buffer(s, NULL, 0, &size), PROTOOD_OK);
+    unsigned char *buf = malloc(size);
+    ck_assert_int_eq(protood_scorer_to_buffer(s, buf, size, &size), PROTOOD_OK);
+    ck_assert_int_eq((int64_t)le64(buf + 48), nc);
+    int64_t r = (int64_t)le64(buf + 56);
+    ck_assert_int_eq(r, d);
+    const unsigned char *origin = buf + 64, *w = origin + 8 * d, *signs = w + 4 * d * r, *centres = signs + 8 * r;
+    ck_assert_uint_eq((size_t)(centres + 8 * nc * r - buf) + 4, size);
+    double *qn = normalized(m, d, q, 1);
+    for (int flip = 0; flip <= 1; flip++) {
+        if (flip) { /* sign of the largest-variance direction to -1, checksum renewed */
+            double minus = -1.0;
+            uint64_t bits;
+            memcpy(&bits, &minus, 8);
+            for (int i = 0; i < 8; i++)
+                ((unsigned char *)signs)[8 * (r - 1) + i] = (unsigned char)(bits >> (8 * i));
+            uint32_t crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), buf, (uInt)(size - 4));
+            for (int i = 0; i < 4; i++)
+                buf[size - 4 + (size_t)i] = (unsigned char)(crc >> (8 * i));
+        }
+        protood_scorer *t;
+        ck_assert_msg(protood_scorer_from_buffer(&t, buf, size) == PROTOOD_OK, "%s", protood_last_error());
+        float *got = score_all(t, m, q);
+        double *want = malloc((size_t)m * sizeof *want);
+        for (int64_t i = 0; i < m; i++) {
+            want[i] = -INFINITY;
+            for (int64_t c = 0; c < nc; c++) {
+                double sc = 0.0;
+                for (int64_t tt = 0; tt < r; tt++) {
+                    double p = 0.0;
+                    for (int64_t j = 0; j < d; j++)
+                        p += (double)le_f32(w + 4 * (j * r + tt)) * (qn[i * d + j] - le_f64(origin + 8 * j));
+                    double diff = p - le_f64(centres + 8 * (c * r + tt));
+                    sc -= le_f64(signs + 8 * tt) * diff * diff;
+                }
+                want[i] = fmax(want[i], sc);
+            }
+        }
+        check_rel(got, want, m, 1e-5, 1.0, flip ? "flipped sign" : "stored model");
+        free(got);
+        free(want);
+        protood_scorer_free(t);
+    }
+    free(qn);
+    free(buf);
+    free(x);
+    free(q);
+    free(y);
+    protood_scorer_free(s);
+}
+END_TEST
+
 /* ---- Degenerate and invalid input --------------------------------------------------------- */
 
 START_TEST(degenerate_covariance_is_refused_and_scorer_kept)
@@ -560,6 +651,7 @@ int main(void)
     tcase_add_test(tc, gaussian_and_prototype_scores_match_reference_cases);
     tcase_add_test(tc, mahalanobis_and_ssd_equal_float64_reference);
     tcase_add_test(tc, mahalanobis_near_tied_classes);
+    tcase_add_test(tc, stored_model_evaluates_as_documented);
     tcase_add_test(tc, degenerate_covariance_is_refused_and_scorer_kept);
     tcase_add_test(tc, bad_labels_are_refused);
     tcase_add_test(tc, fit_bank_checks_kind_and_dim);

@@ -509,10 +509,13 @@ PROTOOD_API protood_status protood_npy_write_i32(const char *path, int64_t n, co
  *   PROTOTYPE    score = max_j cos(q, p_j) over the prototypes of a bank (protood_scorer_fit_bank)
  *                or over given rows (protood_scorer_fit).
  *
- * Scores are computed in float32 GEMMs with the final value of each score formed in double; they
- * agree with a float64 reference to about 1e-6 relative (SPEC.md §8 asks 1e-4). They do not
- * depend on how queries are batched: protood_scorer_score_stream gives the bits of
- * protood_scorer_score.
+ * Precision: the GEMMs run in float32 and each final value is formed in double; scores agree with
+ * a float64 reference to about 1e-6 relative (SPEC.md §8 asks 1e-4). A KNN score is exactly the
+ * k-th smallest of the squared distances computed in double between the normalised (float32)
+ * rows: the GEMM only ranks, and near-ties at rank k are settled in double, so KNN scores are
+ * the same bits whatever the batching, thread count or BLAS. The other kinds give the same bits
+ * for the same batching: protood_scorer_score_stream equals protood_scorer_score, and a loaded
+ * scorer equals the saved one.
  *
  * Threads: protood_scorer_score, _score_stream, _get_param, _save and _to_buffer take a const
  * scorer and may run on the same scorer from any number of threads at once. Create, fit,
