@@ -139,6 +139,19 @@ protood_status protood_scorer_get_param(const protood_scorer *scorer, int32_t ke
     return PROTOOD_OK;
 }
 
+protood_status protood_scorer_info(const protood_scorer *scorer, int32_t *kind, int64_t *dim, int32_t *fitted)
+{
+    if (!scorer)
+        return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "scorer is NULL");
+    if (kind)
+        *kind = scorer->kind;
+    if (dim)
+        *dim = scorer->dim;
+    if (fitted)
+        *fitted = scorer->model != NULL;
+    return PROTOOD_OK;
+}
+
 /* ---- Fitted model ------------------------------------------------------------------------- */
 
 protood_status pood_model_derive(const char *func, int32_t kind, int64_t dim, pood_model *m)

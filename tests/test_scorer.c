@@ -74,6 +74,14 @@ START_TEST(create_and_parameters)
     protood_scorer_free(NULL);
 
     ck_assert_int_eq(protood_scorer_create(&s, PROTOOD_SCORER_KNN, 4), PROTOOD_OK);
+    int32_t kind = 0, fitted = -1;
+    int64_t dim = 0;
+    ck_assert_int_eq(protood_scorer_info(s, &kind, &dim, &fitted), PROTOOD_OK);
+    ck_assert_int_eq(kind, PROTOOD_SCORER_KNN);
+    ck_assert_int_eq(dim, 4);
+    ck_assert_int_eq(fitted, 0);
+    ck_assert_int_eq(protood_scorer_info(s, NULL, NULL, NULL), PROTOOD_OK);
+    ASSERT_FAILS(protood_scorer_info(NULL, &kind, &dim, &fitted), PROTOOD_E_INVALID_ARG, "scorer is NULL");
     double v;
     ck_assert_int_eq(protood_scorer_get_param(s, PROTOOD_SCORER_K, &v), PROTOOD_OK);
     ck_assert_double_eq(v, 50);
@@ -424,6 +432,12 @@ START_TEST(save_load_round_trip)
         ck_assert_int_eq(protood_scorer_get_param(t, PROTOOD_SCORER_K, &v), PROTOOD_OK);
         ck_assert_double_eq(v, 3);
         ck_assert_int_eq(t->kind, kinds[k]);
+        int32_t kind = 0, is_fitted = 0;
+        int64_t dim = 0;
+        ck_assert_int_eq(protood_scorer_info(t, &kind, &dim, &is_fitted), PROTOOD_OK);
+        ck_assert_int_eq(kind, kinds[k]);
+        ck_assert_int_eq(dim, D);
+        ck_assert_int_eq(is_fitted, 1);
         /* The file is the buffer, and saving the loaded scorer gives the same bytes. */
         size_t size, size2, file_size;
         unsigned char *a = to_buffer(s, &size), *b = to_buffer(t, &size2), *file = tu_read_bytes(path, &file_size);

@@ -558,6 +558,14 @@ PROTOOD_API protood_status protood_scorer_get_param(const protood_scorer *scorer
                                                     double *value);
 
 /**
+ * What a scorer is: its kind (PROTOOD_SCORER_*), its dimension, and whether it has been fitted
+ * (1) or not (0) — e.g. after protood_scorer_load. Any output may be NULL. Errors: INVALID_ARG
+ * (NULL scorer). Thread-safe. @since 0.1
+ */
+PROTOOD_API protood_status protood_scorer_info(const protood_scorer *scorer, int32_t *kind, int64_t *dim,
+                                               int32_t *fitted);
+
+/**
  * Fit the scorer to n >= 1 training rows `x` (n x dim, row-major).
  * MAHALANOBIS needs `labels` (n values in [0, n_classes)) and n_classes >= 1, every class with at
  * least one row (so n_classes <= n); the other kinds ignore labels and n_classes (pass NULL, 0).
