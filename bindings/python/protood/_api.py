@@ -68,7 +68,10 @@ def _fail(status, message):
 
 
 def _f32(a):
-    return np.ascontiguousarray(a, dtype=np.float32)
+    # A float64 value beyond float32's range becomes inf here; the library then rejects it as
+    # NONFINITE with its index, so numpy's overflow warning would only repeat that.
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(a, dtype=np.float32)
 
 
 def _matrix(func, name, a, dim=None):
@@ -148,6 +151,7 @@ class _RWLock:
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
         self._writer = False
+        self._waiting_writers = 0   # new readers queue behind them: a writer is never starved
 
     def shared(self):
         return _Held(self, False)
@@ -158,11 +162,15 @@ class _RWLock:
     def _acquire(self, write):
         with self._cond:
             if write:
-                while self._writer or self._readers:
-                    self._cond.wait()
+                self._waiting_writers += 1
+                try:
+                    while self._writer or self._readers:
+                        self._cond.wait()
+                finally:
+                    self._waiting_writers -= 1
                 self._writer = True
             else:
-                while self._writer:
+                while self._writer or self._waiting_writers:
                     self._cond.wait()
                 self._readers += 1
 

@@ -39,12 +39,13 @@ def assert_loss(got, want, what="loss"):
     assert abs(got - want) <= tol, f"{what} = {got!r}, expected {want!r} (tolerance {tol:g})"
 
 
-def assert_close(got, want, tol=1e-4, what="array"):
-    """SPEC §8: within tol absolute per element, scaled by the largest magnitude (at least 1)."""
+def assert_close(got, want, tol=1e-4, what="array", floor=1.0):
+    """SPEC §8: within tol absolute per element, scaled by the largest magnitude (at least
+    `floor`; floor=0 makes it a purely relative test, for quantities much smaller than 1)."""
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"
-    scale = max(1.0, float(np.max(np.abs(want))) if want.size else 1.0)
+    scale = max(floor, float(np.max(np.abs(want))) if want.size else 1.0)
     err = float(np.max(np.abs(got - want))) if want.size else 0.0
     assert err <= tol * scale, f"{what}: max error {err:.3g} > {tol * scale:.3g}"
 
