@@ -599,7 +599,11 @@ class Scorer:
         self._h = handle
         # There is no getter for kind and dim: read them from the serialised header
         # (docs/scorer-format.md: magic "POODSCOR", u32 version 1, u32 kind, i64 dim, little-endian).
-        head = _serialize(lib.protood_scorer_to_buffer, handle)[:24]
+        try:
+            head = _serialize(lib.protood_scorer_to_buffer, handle)[:24]
+        except BaseException:
+            lib.protood_scorer_free(handle)
+            raise
         if head[:8] != b"POODSCOR" or int.from_bytes(head[8:12], "little") != 1:
             lib.protood_scorer_free(handle)
             raise errors.FormatError(errors.E_FORMAT, "Scorer: unknown serialised scorer layout")

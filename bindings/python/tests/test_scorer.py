@@ -1,5 +1,6 @@
 """Scorer: parameters, fitting, streams through the C callback, persistence, pickling, threads."""
 import copy
+import ctypes
 import pickle
 import threading
 import time
@@ -209,18 +210,21 @@ def test_concurrent_scoring_gives_identical_results():
 
 def test_scoring_releases_the_gil():
     """While one thread is inside a long protood_scorer_score call, Python code keeps running on
-    another: the largest pause of a Python loop during the calls must be a small part of them (with
-    the GIL held, the loop would stop for a whole call, a quarter of the span)."""
+    another. Structurally: the library is a ctypes.CDLL (PyDLL would keep the GIL). In practice:
+    the largest pause of a light Python loop during the call is a small part of it (with the GIL
+    held, the loop would stop for the whole call)."""
+    lib = protood._native.lib
+    assert isinstance(lib, ctypes.CDLL) and not isinstance(lib, ctypes.PyDLL)
+    assert not lib.protood_scorer_score._flags_ & ctypes._FUNCFLAG_PYTHONAPI
     rng = np.random.default_rng(8)
     x = rng.normal(size=(8000, 32)).astype(np.float32)
-    q = rng.normal(size=(2000, 32)).astype(np.float32)
+    q = rng.normal(size=(8000, 32)).astype(np.float32)
     s = protood.Scorer("knn", 32, k=50).fit(x)
     span = {}
 
     def work():
         span["t0"] = time.perf_counter()
-        for _ in range(4):
-            s.score(q)
+        s.score(q)
         span["t1"] = time.perf_counter()
 
     t = threading.Thread(target=work)
@@ -228,13 +232,13 @@ def test_scoring_releases_the_gil():
     t.start()
     while t.is_alive():
         ticks.append(time.perf_counter())
-        time.sleep(0.002)     # a light loop: a spinning one would slow the C call's threads
+        time.sleep(0.002)     # a light loop: a spinning one would slow the call's own threads
     t.join()
     inside = [v for v in ticks if span["t0"] <= v <= span["t1"]]
     duration = span["t1"] - span["t0"]
     assert duration > 0.05, f"the call was too short ({duration:.3f} s) to tell"
     gaps = np.diff([span["t0"], *inside, span["t1"]])
-    assert gaps.max() < 0.125 * duration, f"Python stalled {gaps.max():.3f} s of a {duration:.3f} s call"
+    assert gaps.max() < 0.5 * duration, f"Python stalled {gaps.max():.3f} s of a {duration:.3f} s call"
 
 
 def test_fit_waits_for_running_scores():
@@ -254,9 +258,13 @@ def test_fit_waits_for_running_scores():
     readers = [threading.Thread(target=reader) for _ in range(3)]
     for t in readers:
         t.start()
-    time.sleep(0.05)
+    deadline = time.monotonic() + 60
+    while len(seen) < 5 and time.monotonic() < deadline:
+        time.sleep(0.005)
     s.fit(x[1500:])
-    time.sleep(0.05)
+    after = len(seen)
+    while len(seen) < after + 10 and time.monotonic() < deadline:
+        time.sleep(0.005)
     stop.set()
     for t in readers:
         t.join()
