@@ -8,7 +8,7 @@ import numpy as np
 
 from . import errors
 from ._native import (F32P, F64P, FEATURE_FN, HANDLE, I32P, c_double, c_int32, c_int64, c_size_t,
-                      c_uint64, check, lib)
+                      c_uint64, check, last_error, lib)
 from .errors import E_INVALID_ARG, E_LABEL, E_SHAPE, InvalidArgumentError
 
 # ---- constants (the numbers of protood.h) ----------------------------------------------------
@@ -597,18 +597,14 @@ class Scorer:
         self = cls.__new__(cls)
         self._lock = _RWLock()
         self._h = handle
-        # There is no getter for kind and dim: read them from the serialised header
-        # (docs/scorer-format.md: magic "POODSCOR", u32 version 1, u32 kind, i64 dim, little-endian).
-        try:
-            head = _serialize(lib.protood_scorer_to_buffer, handle)[:24]
-        except BaseException:
+        kind, dim = ctypes.c_int32(), ctypes.c_int64()
+        status = lib.protood_scorer_info(handle, ctypes.byref(kind), ctypes.byref(dim), None)
+        if status != 0:
+            error = errors.from_status(status, last_error())
             lib.protood_scorer_free(handle)
-            raise
-        if head[:8] != b"POODSCOR" or int.from_bytes(head[8:12], "little") != 1:
-            lib.protood_scorer_free(handle)
-            raise errors.FormatError(errors.E_FORMAT, "Scorer: unknown serialised scorer layout")
-        self._kind = int.from_bytes(head[12:16], "little")
-        self.dim = int.from_bytes(head[16:24], "little", signed=True)
+            raise error
+        self._kind = kind.value
+        self.dim = dim.value
         return self
 
     def __del__(self):

@@ -81,6 +81,7 @@ _SIGNATURES = {
     "protood_scorer_free": (None, [HANDLE]),
     "protood_scorer_set_param": (STATUS, [HANDLE, c_int32, c_double]),
     "protood_scorer_get_param": (STATUS, [HANDLE, c_int32, DP]),
+    "protood_scorer_info": (STATUS, [HANDLE, I32P, I64P, I32P]),
     "protood_scorer_fit": (STATUS, [HANDLE, c_int64, F32P, I32P, c_int64]),
     "protood_scorer_fit_bank": (STATUS, [HANDLE, HANDLE]),
     "protood_scorer_score": (STATUS, [HANDLE, c_int64, F32P, F32P]),

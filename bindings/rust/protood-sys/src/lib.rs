@@ -171,6 +171,8 @@ extern "C" {
     pub fn protood_scorer_set_param(scorer: *mut protood_scorer, key: i32, value: f64) -> protood_status;
     pub fn protood_scorer_get_param(scorer: *const protood_scorer, key: i32,
                                     value: *mut f64) -> protood_status;
+    pub fn protood_scorer_info(scorer: *const protood_scorer, kind: *mut i32, dim: *mut i64,
+                               fitted: *mut i32) -> protood_status;
     pub fn protood_scorer_fit(scorer: *mut protood_scorer, n: i64, x: *const f32, labels: *const i32,
                               n_classes: i64) -> protood_status;
     pub fn protood_scorer_fit_bank(scorer: *mut protood_scorer, bank: *const protood_bank) -> protood_status;

@@ -189,25 +189,13 @@ impl Scorer {
         Ok(Scorer { raw, kind, dim })
     }
 
-    /// Take a loaded scorer: the C API has no getter for kind and dimension, so read them from
-    /// the scorer's own serialisation (little-endian header: magic "POODSCOR", u32 format
-    /// version, u32 kind, i64 dim), which the library defines to be the file format.
+    /// Take a loaded scorer, asking the library for its kind and dimension.
     fn adopt_loaded(raw: *mut sys::protood_scorer, func: &str) -> Result<Scorer> {
-        let bad = |what: &str| Error::new(ErrorKind::Format, format!("{}: {}", func, what));
         let mut s = Scorer::from_raw(raw, ScorerKind::Knn, 1)?;
-        let bytes = s.to_bytes()?;
-        if bytes.len() < 24 || &bytes[..8] != b"POODSCOR" {
-            return Err(bad("scorer serialisation without the expected header"));
-        }
-        let mut k = [0u8; 4];
-        k.copy_from_slice(&bytes[12..16]);
-        let mut d = [0u8; 8];
-        d.copy_from_slice(&bytes[16..24]);
-        s.kind = ScorerKind::from_code(i32::from_le_bytes(k)).ok_or_else(|| bad("unknown scorer kind"))?;
-        let dim = i64::from_le_bytes(d);
-        if dim < 1 {
-            return Err(bad("scorer dimension < 1"));
-        }
+        let (mut kind, mut dim) = (0i32, 0i64);
+        check(unsafe { sys::protood_scorer_info(s.raw.as_ptr(), &mut kind, &mut dim, ptr::null_mut()) })?;
+        s.kind = ScorerKind::from_code(kind)
+            .ok_or_else(|| Error::new(ErrorKind::Format, format!("{}: unknown scorer kind {}", func, kind)))?;
         s.dim = dim as usize;
         Ok(s)
     }
