@@ -4,7 +4,7 @@
 set -eu
 packages="gcc g++ meson ninja-build pkg-config binutils check zlib1g-dev
           libopenblas-dev libblis-dev liblapack-dev abigail-tools python3 python3-numpy python3-sklearn
-          libfreetype-dev dataset-fashion-mnist
+          libfreetype-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin
           fonts-dejavu-core fonts-liberation fonts-freefont-ttf fonts-urw-base35"
 if [ "${1:-}" = "--list" ]; then
     echo $packages
