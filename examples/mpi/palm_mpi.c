@@ -23,6 +23,7 @@
 typedef struct mpi_reducer {
     MPI_Comm comm;
     long long calls, numbers;
+    double seconds;   /* spent inside MPI_Allreduce (waiting for the slowest rank included) */
 } mpi_reducer;
 
 static int32_t mpi_allreduce(void *user, double *buf, int64_t count)
@@ -30,6 +31,7 @@ static int32_t mpi_allreduce(void *user, double *buf, int64_t count)
     mpi_reducer *r = user;
     r->calls++;
     r->numbers += count;
+    double t0 = MPI_Wtime();
     while (count > 0) { /* MPI counts are int */
         int part = count > INT_MAX ? INT_MAX : (int)count;
         int rc = MPI_Allreduce(MPI_IN_PLACE, buf, part, MPI_DOUBLE, MPI_SUM, r->comm);
@@ -38,6 +40,7 @@ static int32_t mpi_allreduce(void *user, double *buf, int64_t count)
         buf += part;
         count -= part;
     }
+    r->seconds += MPI_Wtime() - t0;
     return 0;
 }
 
@@ -122,7 +125,7 @@ static void check_palm(void)
     CHECK(protood_bank_set_param(bank, PROTOOD_BANK_MOMENTUM, 0.9));
     if (rank == 0)
         CHECK(protood_bank_clone(&single, bank));   /* a clone carries no reducer */
-    mpi_reducer red = {MPI_COMM_WORLD, 0, 0};
+    mpi_reducer red = {MPI_COMM_WORLD, 0, 0, 0.0};
     CHECK(protood_bank_set_reducer(bank, mpi_allreduce, &red, rank, size));
     for (int64_t t = 0; t < steps; t++) {
         fill(h, N * D, 1000 + (unsigned long long)t);
@@ -171,7 +174,7 @@ static void check_scorer(int32_t kind)
     fill(q, M * D, 32);
     fill_labels(y, N, C, 33);
     int maha = kind == PROTOOD_SCORER_MAHALANOBIS;
-    mpi_reducer red = {MPI_COMM_WORLD, 0, 0};
+    mpi_reducer red = {MPI_COMM_WORLD, 0, 0, 0.0};
     protood_scorer *sc;
     CHECK(protood_scorer_create(&sc, kind, D));
     CHECK(protood_scorer_set_param(sc, PROTOOD_SCORER_K, 50));
@@ -218,13 +221,14 @@ static void bench(int64_t N, int64_t steps)
     protood_bank *bank;
     CHECK(protood_bank_create(&bank, C, K, D));
     CHECK(protood_bank_init_random(bank, PROTOOD_INIT_POSITIVE, 1));
-    mpi_reducer red = {MPI_COMM_WORLD, 0, 0};
+    mpi_reducer red = {MPI_COMM_WORLD, 0, 0, 0.0};
     CHECK(protood_bank_set_reducer(bank, mpi_allreduce, &red, rank, size));
     fill(h, N * D, 7);
     fill_labels(y, N, C, 8);
     double losses[3];
     CHECK(protood_palm_step(bank, n, h + lo * D, y + lo, losses, grad));   /* warm-up: workspace */
     red.calls = red.numbers = 0;
+    red.seconds = 0.0;
     for (int64_t t = 0; t < steps; t++) {
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = MPI_Wtime();
@@ -235,9 +239,10 @@ static void bench(int64_t N, int64_t steps)
     }
     qsort(times, (size_t)steps, sizeof *times, cmp_double);
     if (rank == 0)
-        printf("bench: ranks %d, global batch %lld, rows per rank %lld, P = %lld, D = %lld: median step %.2f ms, "
-               "%lld exchanges and %lld doubles (%.1f KiB) per step per rank\n", size, (long long)N, (long long)n,
-               (long long)(C * K), (long long)D, 1e3 * times[steps / 2], red.calls / steps, red.numbers / steps,
+        printf("bench: ranks %d, global batch %lld, rows per rank %lld, P = %lld, D = %lld: median step %.2f ms "
+               "(rank 0 in the allreduce: %.2f ms), %lld exchanges and %lld doubles (%.1f KiB) per step per rank\n",
+               size, (long long)N, (long long)n, (long long)(C * K), (long long)D, 1e3 * times[steps / 2],
+               1e3 * red.seconds / (double)steps, red.calls / steps, red.numbers / steps,
                (double)red.numbers / (double)steps * 8.0 / 1024.0);
     protood_bank_free(bank);
     free(h);
