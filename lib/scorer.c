@@ -649,6 +649,9 @@ static const unsigned char MAGIC[8] = {'P', 'O', 'O', 'D', 'S', 'C', 'O', 'R'};
 
 static protood_status serialize(const char *func, const protood_scorer *s, pood_writer *w)
 {
+    if (s->shards) /* loaded, a shard would score as if it were the whole training set */
+        return pood_fail(PROTOOD_E_STATE, func, "the KNN scorer holds one shard of %d ranks (fitted with a reducer) "
+                         "and cannot be saved", (int)s->shards);
     const pood_model *m = s->model;
     pood_put_bytes(w, MAGIC, sizeof MAGIC);
     pood_put_u32(w, FORMAT_VERSION);

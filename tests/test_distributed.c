@@ -346,6 +346,8 @@ static void check_scorer(int32_t kind, int R, int64_t k)
         if (kind == PROTOOD_SCORER_KNN) {
             ck_assert_int_eq(st, PROTOOD_E_STATE);
             ck_assert_ptr_nonnull(strstr(protood_last_error(), "shard"));
+            size_t bytes;
+            ck_assert_int_eq(protood_scorer_to_buffer(j->sc, NULL, 0, &bytes), PROTOOD_E_STATE);
         } else {
             ck_assert_int_eq(st, PROTOOD_OK);
             ck_assert(one == j->out[0]);

@@ -675,7 +675,8 @@ PROTOOD_API protood_status protood_scorer_score_stream(const protood_scorer *sco
  * Every rank must make the same sequence of calls on handles of equal shape and parameters (banks
  * with equal prototypes: initialise them with the same seed), each rank with n >= 1 rows. A rank
  * whose own arguments are invalid still takes part in one exchange, so that every rank returns
- * (the others with E_STATE, naming the failure "on another rank"). A reducer that returns
+ * (the others with E_STATE: "the call failed on 1 other rank(s)"). protood_palm_assign stays local
+ * to the calling rank's rows. A reducer that returns
  * non-zero makes the call return PROTOOD_E_CALLBACK and leaves the handle unchanged on that rank;
  * what the other ranks then see is the communication library's business (MPI usually aborts).
  * The reducer is called synchronously on the calling thread, never concurrently for one handle.
@@ -703,8 +704,10 @@ PROTOOD_API protood_status protood_bank_set_reducer(protood_bank *bank, protood_
  * Attach a reducer to a scorer (see the section comment): protood_scorer_fit then fits from the
  * union of the ranks' rows and protood_scorer_score returns the global score. fn NULL detaches
  * it (rank 0, size 1). A KNN scorer fitted with a reducer holds only its rank's shard: scoring it
- * without that reducer (or a reducer of another size) is E_STATE, and so is protood_scorer_score_stream
- * on it; refit to change. Errors: INVALID_ARG (scorer NULL, rank or size out of range).
+ * without that reducer (or a reducer of another size) is E_STATE, and so are
+ * protood_scorer_score_stream, _save and _to_buffer on it; protood_scorer_set_param(K) on it is
+ * checked against this rank's shard (refit to raise k beyond it). Errors: INVALID_ARG (scorer NULL,
+ * rank or size out of range).
  * Exclusive access to the scorer. @since 0.2
  */
 PROTOOD_API protood_status protood_scorer_set_reducer(protood_scorer *scorer, protood_allreduce_fn fn,
