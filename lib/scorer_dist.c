@@ -14,7 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "bank.h"
+#include "blas_threads.h"
 #include "errors.h"
 #include "scorer.h"
 #include "validate.h"
@@ -267,12 +272,14 @@ protood_status pood_scorer_score_dist(const char *func, const protood_scorer *s,
     }
     int64_t per = POOD_DIST_CANDIDATES / (R * k);
     per = per < 1 ? 1 : per > m ? m : per;
+    /* the shard's distances run on the OpenMP threads (no BLAS here), each with its own scratch */
+    const int threads = pood_max_threads();
     double *cand = NULL, *heap = NULL;
     float *qn = NULL, *scores = NULL;
     if (st == PROTOOD_OK) {
         cand = malloc((size_t)(per * R * k) * sizeof *cand);
-        heap = malloc((size_t)k * sizeof *heap);
-        qn = malloc((size_t)d * sizeof *qn);
+        heap = malloc((size_t)threads * (size_t)k * sizeof *heap);
+        qn = malloc((size_t)threads * (size_t)d * sizeof *qn);
         scores = malloc((size_t)m * sizeof *scores);
         if (!cand || !heap || !qn || !scores)
             st = pood_fail(PROTOOD_E_NOMEM, func, "no memory for %lld x %lld x %lld candidate distances",
@@ -284,14 +291,21 @@ protood_status pood_scorer_score_dist(const char *func, const protood_scorer *s,
     for (int64_t q0 = 0; q0 < m; q0 += per) {
         int64_t rows = m - q0 < per ? m - q0 : per;
         memset(cand, 0, (size_t)(rows * R * k) * sizeof *cand);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 8) if (threads > 1 && rows > 8)
         for (int64_t i = 0; i < rows; i++) {
+#ifdef _OPENMP
+            const int64_t me = omp_get_thread_num();
+#else
+            const int64_t me = 0;
+#endif
+            float *qt = qn + me * d;
             const float *qi = q + (q0 + i) * d;
             if (s->normalize)
-                pood_normalize_rows(1, d, qi, qn);
+                pood_normalize_rows(1, d, qi, qt);
             else
-                memcpy(qn, qi, (size_t)d * sizeof *qn);
+                memcpy(qt, qi, (size_t)d * sizeof *qt);
             double *slot = cand + (i * R + red->rank) * k;
-            shard_nearest(s->model, d, qn, kr, heap, slot);
+            shard_nearest(s->model, d, qt, kr, heap + me * k, slot);
             for (int64_t t = kr; t < k; t++) /* a shard smaller than k: its missing neighbours are far */
                 slot[t] = INFINITY;
         }
