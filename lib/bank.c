@@ -133,6 +133,7 @@ protood_status protood_bank_clone(protood_bank **out, const protood_bank *src)
     b->protos = protos;
     b->work = NULL;
     b->work_size = 0;
+    b->reducer = (pood_reducer){NULL, NULL, 0, 1};
     *out = b;
     return PROTOOD_OK;
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "protood.h"
+#include "reducer.h"
 
 #define POOD_BANK_N_KEYS 10   /* keys 1..10 of protood.h */
 
@@ -21,6 +22,10 @@ struct protood_bank {
      * after the first at a given batch size. Never copied by clone, never saved. */
     void *work;
     size_t work_size;
+
+    /* The caller's allreduce for data-parallel steps (fn NULL: single process). Never copied by
+     * clone, never saved: it belongs to this process's communicator. */
+    pood_reducer reducer;
 };
 
 /* Scratch of at least `bytes` from the bank's workspace. On allocation failure the old workspace is

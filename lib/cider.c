@@ -8,6 +8,7 @@
  * with J_t = (I - p_t p_t^T) / ||.||, the row gets (1 - m) J_t gbar and its class carries m J_t gbar
  * on to its previous update. Each class's chain is visited in reverse order because the rows are. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bank.h"
@@ -28,26 +29,34 @@ static size_t take(size_t *size, int *overflow, int64_t a, int64_t b, size_t ele
     return at;
 }
 
-protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h, const int32_t *labels,
-                                  double *losses, float *grad)
+/* Everything the step checks before touching anything. */
+static protood_status check_args(const char *func, const protood_bank *bank, int64_t n, const float *h,
+                                 const int32_t *labels)
 {
     protood_status st;
     size_t bytes;
     if (!bank)
-        return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "bank is NULL");
+        return pood_fail(PROTOOD_E_INVALID_ARG, func, "bank is NULL");
     if (bank->protos_per_class != 1)
-        return pood_fail(PROTOOD_E_STATE, __func__,
+        return pood_fail(PROTOOD_E_STATE, func,
                          "bank has protos_per_class = %lld; CIDER keeps one prototype per class (K = 1)",
                          (long long)bank->protos_per_class);
-    if ((st = pood_check_count(__func__, "n", n)) != PROTOOD_OK ||
-        (st = pood_checked_size(__func__, n, bank->dim, sizeof(float), &bytes)) != PROTOOD_OK ||
-        (st = pood_checked_size(__func__, n, bank->n_classes, sizeof(float), &bytes)) != PROTOOD_OK ||
-        (st = pood_check_rows(__func__, "h", n, bank->dim, h)) != PROTOOD_OK ||
-        (st = pood_check_labels(__func__, n, labels, bank->n_classes)) != PROTOOD_OK)
+    if ((st = pood_check_count(func, "n", n)) != PROTOOD_OK ||
+        (st = pood_checked_size(func, n, bank->dim, sizeof(float), &bytes)) != PROTOOD_OK ||
+        (st = pood_checked_size(func, n, bank->n_classes, sizeof(float), &bytes)) != PROTOOD_OK ||
+        (st = pood_check_rows(func, "h", n, bank->dim, h)) != PROTOOD_OK ||
+        (st = pood_check_labels(func, n, labels, bank->n_classes)) != PROTOOD_OK)
         return st;
     if (n > INT32_MAX || bank->n_classes > INT32_MAX || bank->dim > INT32_MAX)
-        return pood_fail(PROTOOD_E_SHAPE, __func__, "n = %lld or the bank's %lld x %lld exceeds the BLAS int range",
+        return pood_fail(PROTOOD_E_SHAPE, func, "n = %lld or the bank's %lld x %lld exceeds the BLAS int range",
                          (long long)n, (long long)bank->n_classes, (long long)bank->dim);
+    return PROTOOD_OK;
+}
+
+static protood_status cider_step(const char *func, protood_bank *bank, int64_t n, const float *h,
+                                 const int32_t *labels, double *losses, float *grad)
+{
+    protood_status st;
 
     int64_t C = bank->n_classes, D = bank->dim;
     double m = bank->params[PROTOOD_BANK_MOMENTUM];
@@ -69,9 +78,9 @@ protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
     size_t o_g = take(&size, &overflow, C, D, sizeof(float));
     size_t o_gbar = take(&size, &overflow, C, D, sizeof(double));
     if (overflow)
-        return pood_fail(PROTOOD_E_SHAPE, __func__, "workspace for n = %lld rows overflows", (long long)n);
+        return pood_fail(PROTOOD_E_SHAPE, func, "workspace for n = %lld rows overflows", (long long)n);
     void *wsp;
-    if ((st = pood_bank_workspace(bank, __func__, size, &wsp)) != PROTOOD_OK)
+    if ((st = pood_bank_workspace(bank, func, size, &wsp)) != PROTOOD_OK)
         return st;
     char *base = wsp;
     float *z = (float *)(base + o_z), *mu = (float *)(base + o_mu), *hist = (float *)(base + o_hist);
@@ -210,4 +219,95 @@ protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
 commit:
     memcpy(bank->protos, mu, (size_t)C * (size_t)D * sizeof *mu);
     return PROTOOD_OK;
+}
+
+/* With a reducer (docs/distributed.md): the sequential EMA runs over the global batch in rank
+ * order, so the ranks' rows are gathered (an allgather through the sum-allreduce: every rank
+ * writes its rows into its slice of a zeroed buffer) and every rank runs the whole step on them,
+ * keeping the gradient of its own rows. Exchanges: the row counts, an allocation check, and the
+ * N x (dim + 1) rows with their labels. */
+static protood_status cider_step_dist(const char *func, protood_bank *bank, int64_t n, const float *h,
+                                      const int32_t *labels, double *losses, float *grad)
+{
+    const pood_reducer *red = &bank->reducer;
+    const int64_t R = red->size, D = bank->dim;
+    protood_status st = check_args(func, bank, n, h, labels);
+    double *counts = malloc((size_t)(R + 1) * sizeof *counts);
+    if (!counts) /* no exchange is possible without it; the other ranks are left waiting */
+        return pood_fail(PROTOOD_E_NOMEM, func, "no memory for %lld row counts", (long long)R);
+    for (int64_t r = 0; r <= R; r++)
+        counts[r] = 0.0;
+    counts[1 + red->rank] = (double)n;
+    if ((st = pood_reduce_agree(func, red, st, counts, R)) != PROTOOD_OK) {
+        free(counts);
+        return st;
+    }
+    int64_t total = 0, first = 0;
+    for (int64_t r = 0; r < R; r++) {
+        if (r == red->rank)
+            first = total;
+        total += (int64_t)counts[1 + r];
+    }
+    free(counts);
+
+    size_t cells, bytes;
+    double *buf = NULL;
+    float *hall = NULL, *gall = NULL;
+    int32_t *lall = NULL;
+    if (total > INT32_MAX) /* the same on every rank */
+        st = pood_fail(PROTOOD_E_SHAPE, func, "the global batch of %lld rows exceeds the BLAS int range",
+                       (long long)total);
+    else if ((st = pood_checked_size(func, total, D + 1, sizeof(double), &cells)) == PROTOOD_OK &&
+        (st = pood_checked_size(func, total, D, sizeof(float), &bytes)) == PROTOOD_OK) {
+        buf = calloc(1, cells);
+        hall = malloc(bytes);
+        gall = grad ? malloc(bytes) : NULL;
+        lall = malloc((size_t)total * sizeof *lall);
+        if (!buf || !hall || (grad && !gall) || !lall)
+            st = pood_fail(PROTOOD_E_NOMEM, func, "no memory to gather %lld rows of %lld features", (long long)total,
+                           (long long)D);
+    }
+    double flag[1];
+    if ((st = pood_reduce_agree(func, red, st, flag, 0)) != PROTOOD_OK)
+        goto done;
+    for (int64_t i = 0; i < n; i++) {
+        double *row = buf + (first + i) * (D + 1);
+        for (int64_t j = 0; j < D; j++)
+            row[j] = h[i * D + j];
+        row[D] = labels[i];
+    }
+    if ((st = pood_reduce(func, red, "gathering the batch", buf, total * (D + 1))) != PROTOOD_OK)
+        goto done;
+    /* float -> double -> float and small integers round-trip exactly: every rank now holds the
+     * bits of the concatenated batch */
+    for (int64_t i = 0; i < total; i++) {
+        const double *row = buf + i * (D + 1);
+        for (int64_t j = 0; j < D; j++)
+            hall[i * D + j] = (float)row[j];
+        lall[i] = (int32_t)row[D];
+    }
+    double loss_all[3];
+    if ((st = cider_step(func, bank, total, hall, lall, loss_all, gall)) != PROTOOD_OK)
+        goto done;
+    if (losses)
+        memcpy(losses, loss_all, sizeof loss_all);
+    if (grad)
+        memcpy(grad, gall + first * D, (size_t)n * (size_t)D * sizeof *grad);
+done:
+    free(buf);
+    free(hall);
+    free(gall);
+    free(lall);
+    return st;
+}
+
+protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h, const int32_t *labels,
+                                  double *losses, float *grad)
+{
+    if (bank && bank->reducer.fn)
+        return cider_step_dist(__func__, bank, n, h, labels, losses, grad);
+    protood_status st = check_args(__func__, bank, n, h, labels);
+    if (st != PROTOOD_OK)
+        return st;
+    return cider_step(__func__, bank, n, h, labels, losses, grad);
 }

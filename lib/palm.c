@@ -236,12 +236,23 @@ static protood_status validate(const char *func, const protood_bank *bank, int64
 
 /* ---- the step ---------------------------------------------------------------------------- */
 
+/* With a reducer (docs/distributed.md) each rank passes its own rows and the step is that of the
+ * global batch. What couples rows is exchanged: Sinkhorn's column sums, A's column sums together
+ * with U = A^T z, and the MLE loss sum; the 1/N factors use the global N. Everything else (P',
+ * the prototype-contrastive loss and its gradient) is then computed identically on every rank. */
 protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, const float *h,
                               const int32_t *labels, double *losses, float *grad, const pood_palm_trace *trace)
 {
     protood_status st = validate(func, bank, n, h, labels);
-    if (st != PROTOOD_OK)
+    const pood_reducer *red = bank && bank->reducer.fn ? &bank->reducer : NULL;
+    if (st != PROTOOD_OK && !red)
         return st;
+    if (st == PROTOOD_OK && red &&
+        !pood_sinkhorn_dist_ok(COSINE_BOUND, bank->params[PROTOOD_BANK_SINKHORN_EPSILON]))
+        st = pood_fail(PROTOOD_E_UNSUPPORTED, func, "SINKHORN_EPSILON = %g with a reducer: the distributed step "
+                       "needs epsilon >= %g (the log-domain route needs maxima, not sums)",
+                       bank->params[PROTOOD_BANK_SINKHORN_EPSILON],
+                       2.0 * COSINE_BOUND / POOD_SINKHORN_DIRECT_RANGE);
     palm_shape sh = make_shape(bank, n, labels);
     int64_t P = sh.P, D = sh.D, s = sh.s;
     double m = bank->params[PROTOOD_BANK_MOMENTUM];
@@ -250,7 +261,9 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     int32_t iters = (int32_t)bank->params[PROTOOD_BANK_SINKHORN_ITERS];
     double lambda = bank->params[PROTOOD_BANK_LAMBDA_PCON];
     double tau_p = bank->params[PROTOOD_BANK_PCON_TEMPERATURE];
-    int want_loss = losses != NULL || grad != NULL;
+    /* Distributed, a rank without outputs still takes part in the loss exchanges of the others:
+     * the workspace is sized for the losses, and want_loss is agreed on below. */
+    int want_loss = losses != NULL || grad != NULL || red;
     int want_pcon = want_loss && lambda > 0.0 && P > 1;
 
     layout l = {0, 0};
@@ -268,12 +281,24 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     size_t o_g = take(&l, want_pcon ? P : 0, D, sizeof(float));
     size_t o_gp = take(&l, want_pcon ? P : 0, P, sizeof(float));
     size_t o_tmp = take(&l, 1, P, sizeof(cand));
-    if (l.overflow)
-        return pood_fail(PROTOOD_E_SHAPE, func, "workspace for n = %lld rows x %lld prototypes overflows",
-                         (long long)n, (long long)P);
-    void *wsp;
-    if ((st = pood_bank_workspace(bank, func, l.size, &wsp)) != PROTOOD_OK)
+    size_t o_red = take(&l, red ? P : 0, D + 1, sizeof(double));   /* [col | U] exchanged as one */
+    if (st == PROTOOD_OK && l.overflow)
+        st = pood_fail(PROTOOD_E_SHAPE, func, "workspace for n = %lld rows x %lld prototypes overflows",
+                       (long long)n, (long long)P);
+    void *wsp = NULL;
+    if (st == PROTOOD_OK)
+        st = pood_bank_workspace(bank, func, l.size, &wsp);
+    double n_all = (double)n;
+    if (red) {
+        double agree[3] = {0.0, (double)n, losses != NULL || grad != NULL};
+        st = pood_reduce_agree(func, red, st, agree, 2);
+        n_all = agree[1];
+        want_loss = agree[2] != 0.0;
+        want_pcon = want_loss && lambda > 0.0 && P > 1;
+    }
+    if (st != PROTOOD_OK)
         return st;
+    pood_sinkhorn_dist dist = {func, red, n_all, PROTOOD_OK};
     char *base = wsp;
     float *z = (float *)(base + o_z), *S = (float *)(base + o_s), *pn = (float *)(base + o_pn);
     double *hn = (double *)(base + o_hn), *Q = (double *)(base + o_q), *scr = (double *)(base + o_scr);
@@ -291,7 +316,13 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     /* the steps below read a row's Sinkhorn output on its class's prototypes only */
     pood_sinkhorn_window win = {labels, sh.K};
     const pood_sinkhorn_window *window = labels ? &win : NULL;
-    pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, trace && trace->q1 ? NULL : window, Q, scr);
+    if (red) {
+        pood_sinkhorn_reduced(n, P, S, COSINE_BOUND, eps, iters, trace && trace->q1 ? NULL : window, Q, scr, &dist);
+        if (dist.status != PROTOOD_OK)
+            return dist.status;
+    } else {
+        pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, trace && trace->q1 ? NULL : window, Q, scr);
+    }
     if (trace && trace->q1)
         for (size_t k = 0; k < (size_t)n * (size_t)P; k++)
             trace->q1[k] = (float)Q[k];
@@ -302,6 +333,30 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     memset(col, 0, (size_t)P * sizeof *col);
     for (int64_t k = 0; k < n * s; k++)
         col[idx[k]] += av[k];
+    if (red) {
+        /* The column normalisation of A is a per-prototype factor, so U = A^T z is exchanged
+         * before it: the global column sums and the rows' partial sums travel together. */
+        double *rbuf = (double *)(base + o_red);
+        memcpy(rbuf, col, (size_t)P * sizeof *col);
+        double *ub = rbuf + P;
+        memset(ub, 0, (size_t)P * (size_t)D * sizeof *ub);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t t = 0; t < s; t++) {
+                double a = av[i * s + t];
+                double *u = ub + idx[i * s + t] * D;
+                const float *zi = z + i * D;
+                for (int64_t j = 0; j < D; j++)
+                    u[j] += a * zi[j];
+            }
+        if ((st = pood_reduce(func, red, "A column sums and U = A^T z", rbuf, P * (D + 1))) != PROTOOD_OK)
+            return st;
+        memcpy(col, rbuf, (size_t)P * sizeof *col);
+        for (int64_t r = 0; r < P; r++) {
+            double f = 1.0 / (col[r] > NORM_EPS ? col[r] : NORM_EPS);
+            for (int64_t j = 0; j < D; j++)
+                pn[r * D + j] = (float)(ub[r * D + j] * f);
+        }
+    }
     for (int64_t k = 0; k < n * s; k++)
         av[k] /= col[idx[k]] > NORM_EPS ? col[idx[k]] : NORM_EPS;
     if (trace && trace->a)
@@ -310,7 +365,9 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     /* 5. U = A^T z into pn, then P' = n2(m P + (1 - m) U) row by row in place. A prototype that no
      * sample was assigned to keeps its row bit for bit (the formula would give n2(m P) = P up to
      * rounding); vinv = 0 marks it as outside the EMA gradient path. */
-    if (sh.dense) {
+    if (red) {
+        /* pn holds the global U already */
+    } else if (sh.dense) {
         scatter_dense(&sh, idx, av, Adense);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)P, (int)D, (int)n, 1.0f, Adense, (int)P, z,
                     (int)D, 0.0f, pn, (int)D);
@@ -350,14 +407,20 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
     /* 6-7. second pass on the updated bank; W takes its values on the support of step 3 */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)P, (int)D, 1.0f, z, (int)D, pn, (int)D,
                 0.0f, S, (int)P);
-    pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, window, Q, scr);
+    if (red) {
+        pood_sinkhorn_reduced(n, P, S, COSINE_BOUND, eps, iters, window, Q, scr, &dist);
+        if (dist.status != PROTOOD_OK)
+            return dist.status;
+    } else {
+        pood_sinkhorn(n, P, S, COSINE_BOUND, eps, iters, window, Q, scr);
+    }
     normalise_support(&sh, Q, idx, wv);
     if (trace && trace->w)
         scatter_dense(&sh, idx, wv, trace->w);
 
     /* 8. MLE over all P prototypes; with a gradient wanted, row i of S becomes
      * (softmax(L_i) - W_i) / (n tau), the factor of dL/dz = that . P' */
-    double inv_tau = 1.0 / tau, gscale = 1.0 / ((double)n * tau), mle_sum = 0.0;
+    double inv_tau = 1.0 / tau, gscale = 1.0 / (n_all * tau), mle_sum = 0.0;
     for (int64_t i = 0; i < n; i++) {
         float *si = S + i * P;
         const int64_t *ii = idx + i * s;
@@ -378,7 +441,9 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
         }
         mle_sum += (pos - mx) * inv_tau - log(sum);
     }
-    double mle = -mle_sum / (double)n;
+    if (red && (st = pood_reduce(func, red, "MLE loss sum", &mle_sum, 1)) != PROTOOD_OK)
+        return st;   /* the last exchange: nothing has been written to grad or the bank yet */
+    double mle = -mle_sum / n_all;
     if (grad)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)D, (int)P, 1.0f, S, (int)P, pn,
                     (int)D, 0.0f, grad, (int)D);

@@ -345,6 +345,7 @@ static void commit_model(protood_scorer *s, pood_model *m)
 {
     pood_model_free(s->model);
     s->model = m;
+    s->shards = 0;
 }
 
 /* ---- Fit ---------------------------------------------------------------------------------- */
@@ -354,6 +355,8 @@ protood_status protood_scorer_fit(protood_scorer *scorer, int64_t n, const float
 {
     if (!scorer)
         return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "scorer is NULL");
+    if (scorer->reducer.fn && scorer->kind != PROTOOD_SCORER_PROTOTYPE) /* scorer_dist.c */
+        return pood_scorer_fit_dist(__func__, scorer, n, x, labels, n_classes);
     protood_status st = check_fit_shape(__func__, scorer, n, n_classes);
     if (st != PROTOOD_OK)
         return st;
@@ -578,7 +581,11 @@ static protood_status check_score_args(const char *func, const protood_scorer *s
 
 protood_status protood_scorer_score(const protood_scorer *scorer, int64_t m, const float *q, float *scores_out)
 {
-    protood_status st = check_score_args(__func__, scorer, m, scores_out);
+    if (scorer && scorer->shards && scorer->reducer.fn) /* scorer_dist.c */
+        return pood_scorer_score_dist(__func__, scorer, m, q, scores_out);
+    protood_status st = pood_scorer_check_whole(__func__, scorer);
+    if (st == PROTOOD_OK)
+        st = check_score_args(__func__, scorer, m, scores_out);
     if (st != PROTOOD_OK)
         return st;
     if (!q)
@@ -596,7 +603,12 @@ protood_status protood_scorer_score(const protood_scorer *scorer, int64_t m, con
 protood_status protood_scorer_score_stream(const protood_scorer *scorer, int64_t m, int64_t batch,
                                            protood_feature_fn fn, void *user, float *scores_out)
 {
-    protood_status st = check_score_args(__func__, scorer, m, scores_out);
+    protood_status st = pood_scorer_check_whole(__func__, scorer);
+    if (scorer && scorer->shards && st == PROTOOD_OK) /* streaming is not distributed */
+        st = pood_fail(PROTOOD_E_STATE, __func__, "the KNN scorer holds one shard of %d: use protood_scorer_score",
+                       (int)scorer->shards);
+    if (st == PROTOOD_OK)
+        st = check_score_args(__func__, scorer, m, scores_out);
     if (st != PROTOOD_OK || (st = pood_check_count(__func__, "batch", batch)) != PROTOOD_OK)
         return st;
     if (!fn)
@@ -653,6 +665,9 @@ static const unsigned char MAGIC[8] = {'P', 'O', 'O', 'D', 'S', 'C', 'O', 'R'};
 
 static protood_status serialize(const char *func, const protood_scorer *s, pood_writer *w)
 {
+    if (s->shards) /* loaded, a shard would score as if it were the whole training set */
+        return pood_fail(PROTOOD_E_STATE, func, "the KNN scorer holds one shard of %d ranks (fitted with a reducer) "
+                         "and cannot be saved", (int)s->shards);
     const pood_model *m = s->model;
     pood_put_bytes(w, MAGIC, sizeof MAGIC);
     pood_put_u32(w, FORMAT_VERSION);

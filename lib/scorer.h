@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "protood.h"
+#include "reducer.h"
 
 #define POOD_SCORER_N_KEYS 2          /* PROTOOD_SCORER_K, PROTOOD_SCORER_NORMALIZE */
 #define POOD_SCORER_DEFAULT_K 50
@@ -49,7 +50,19 @@ struct protood_scorer {
     int64_t tile_rows;    /* queries per tile; POOD_SCORER_TILE_ROWS unless a test changed it */
     int64_t tile_cols;    /* KNN training rows / prototypes per tile */
     pood_model *model;    /* NULL until fitted */
+    /* Several processes (scorer_dist.c): the caller's allreduce, and for a KNN model fitted with
+     * it, the number of ranks whose shards make up the training set (0: the model is whole). */
+    pood_reducer reducer;
+    int32_t shards;
 };
+
+/* protood_scorer_fit / _score with a reducer attached (scorer_dist.c); arguments not yet checked. */
+protood_status pood_scorer_fit_dist(const char *func, protood_scorer *s, int64_t n, const float *x,
+                                    const int32_t *labels, int64_t n_classes);
+protood_status pood_scorer_score_dist(const char *func, const protood_scorer *s, int64_t m, const float *q,
+                                      float *out);
+/* E_STATE if `s` holds a KNN shard and cannot score alone. */
+protood_status pood_scorer_check_whole(const char *func, const protood_scorer *s);
 
 void pood_model_free(pood_model *m);
 /* Recompute the derived arrays (row_sq, centres_f, centres_sq, centres_norm_max) from the stored
@@ -78,6 +91,15 @@ protood_status pood_gauss_fit_begin(const char *func, int32_t kind, int64_t dim,
 void pood_gauss_fit_add(pood_gauss_fit *g, int64_t count, const float *rows, const int32_t *labels);
 protood_status pood_gauss_fit_finish(const char *func, pood_gauss_fit *g, pood_model **out);
 void pood_gauss_fit_free(pood_gauss_fit *g);
+/* Distributed fits (scorer_dist.c): the shift row pood_gauss_fit_add would take from x (dim
+ * doubles); fixing the shifts of every class (n_classes x dim) before any row is added; and the
+ * moments (row and class counts, shifted sums, scatter) as one array of _count doubles to be
+ * summed over ranks, packed (after flushing) and unpacked in place. */
+void pood_gauss_shift_row(int32_t normalize, int64_t dim, const float *x, double *out);
+void pood_gauss_fit_preset_shift(pood_gauss_fit *g, const double *shift);
+int64_t pood_gauss_fit_moments_count(const pood_gauss_fit *g);
+void pood_gauss_fit_moments_pack(pood_gauss_fit *g, double *buf);
+void pood_gauss_fit_moments_unpack(pood_gauss_fit *g, const double *buf);
 
 /* ---- Scoring: the driver splits queries into tiles of tile_rows and runs each tile -------- */
 

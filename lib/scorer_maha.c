@@ -47,6 +47,7 @@ struct pood_gauss_fit {
     double *sum;       /* n_classes x dim: sum of shifted rows */
     int64_t *count;    /* n_classes */
     double *scatter;   /* dim x dim, upper triangle: sum of shifted outer products */
+    int preset;        /* shift given by pood_gauss_fit_preset_shift (a distributed fit) */
 };
 
 void pood_gauss_fit_free(pood_gauss_fit *g)
@@ -117,7 +118,7 @@ void pood_gauss_fit_add(pood_gauss_fit *g, int64_t count, const float *rows, con
             inv = 1.0 / (norm > 1e-12 ? norm : 1e-12);
         }
         double *shift = g->shift + c * d, *sum = g->sum + c * d, *y = g->block + g->filled * d;
-        if (g->count[c] == 0)
+        if (g->count[c] == 0 && !g->preset)
             for (int64_t j = 0; j < d; j++)
                 shift[j] = x[j] * inv;
         POOD_SIMD
@@ -375,4 +376,54 @@ void pood_gauss_tile(const protood_scorer *s, int64_t rows, const float *q, floa
             }
         out[i] = (float)score;
     }
+}
+
+/* ---- Several processes (scorer_dist.c) --------------------------------------------------- */
+/* Moments summed over ranks must share their shifts: every rank takes, per class, the first row
+ * of the lowest rank holding that class, i.e. the row a single process would have taken. */
+
+void pood_gauss_shift_row(int32_t normalize, int64_t d, const float *x, double *out)
+{
+    double inv = 1.0;
+    if (normalize) { /* as pood_gauss_fit_add: the shift must be bit for bit what it would compute */
+        double s = 0.0;
+        for (int64_t j = 0; j < d; j++)
+            s += (double)x[j] * x[j];
+        double norm = sqrt(s);
+        inv = 1.0 / (norm > 1e-12 ? norm : 1e-12);
+    }
+    for (int64_t j = 0; j < d; j++)
+        out[j] = x[j] * inv;
+}
+
+void pood_gauss_fit_preset_shift(pood_gauss_fit *g, const double *shift)
+{
+    memcpy(g->shift, shift, (size_t)g->n_classes * (size_t)g->dim * sizeof *shift);
+    g->preset = 1;
+}
+
+int64_t pood_gauss_fit_moments_count(const pood_gauss_fit *g)
+{
+    return 1 + g->n_classes + g->n_classes * g->dim + g->dim * g->dim;
+}
+
+void pood_gauss_fit_moments_pack(pood_gauss_fit *g, double *buf)
+{
+    const int64_t d = g->dim, nc = g->n_classes;
+    flush_block(g);
+    buf[0] = (double)g->n;
+    for (int64_t c = 0; c < nc; c++)
+        buf[1 + c] = (double)g->count[c];
+    memcpy(buf + 1 + nc, g->sum, (size_t)(nc * d) * sizeof *buf);
+    memcpy(buf + 1 + nc + nc * d, g->scatter, (size_t)(d * d) * sizeof *buf);
+}
+
+void pood_gauss_fit_moments_unpack(pood_gauss_fit *g, const double *buf)
+{
+    const int64_t d = g->dim, nc = g->n_classes;
+    g->n = (int64_t)buf[0];
+    for (int64_t c = 0; c < nc; c++)
+        g->count[c] = (int64_t)buf[1 + c];
+    memcpy(g->sum, buf + 1 + nc, (size_t)(nc * d) * sizeof *buf);
+    memcpy(g->scatter, buf + 1 + nc + nc * d, (size_t)(d * d) * sizeof *buf);
 }

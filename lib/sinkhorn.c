@@ -84,9 +84,16 @@ static inline double dot8_f(int64_t n, const float *k, const double *v)
  * spinning than it saves. */
 POOD_MULTIVERSION static int sinkhorn_direct(int64_t n, int64_t p, const float *s, double smin, double smax,
                                              double inv_eps, int32_t iters, const pood_sinkhorn_window *window,
-                                             double *q, double *scratch)
+                                             double *q, double *scratch, pood_sinkhorn_dist *dist)
 {
+    /* acc has room for p + 1 values (the column-maxima slot of the log route is unused here): the
+     * distributed form sends a failure flag along with the column sums. */
     double *u = scratch, *v = scratch + n, *acc = v + p;
+    /* Distributed: n is this rank's share of the rows, the row step scales by the global count,
+     * and a rank whose scalings leave the double range keeps going (so that every rank makes the
+     * same exchanges) and reports it instead of switching to the log route alone. */
+    const double n_all = dist ? dist->n_total : (double)n;
+    int bad = 0;
     float *kf = (smax - smin) * inv_eps <= POOD_SINKHORN_FLOAT_RANGE ? (float *)(acc + 2 * p) : NULL;
     float smax_f = (float)smax, inv_eps_f = (float)inv_eps;
 
@@ -111,6 +118,11 @@ POOD_MULTIVERSION static int sinkhorn_direct(int64_t n, int64_t p, const float *
         }
         u[i] = 1.0;
     }
+    if (dist) {
+        acc[p] = 0.0;
+        if ((dist->status = pood_reduce(dist->func, dist->reducer, "Sinkhorn column sums", acc, p + 1)) != PROTOOD_OK)
+            return 1;
+    }
     double total = 0.0;   /* Q / sum(Q): the total folds into v */
     for (int64_t j = 0; j < p; j++)
         total += acc[j];
@@ -121,8 +133,11 @@ POOD_MULTIVERSION static int sinkhorn_direct(int64_t n, int64_t p, const float *
         for (int64_t j = 0; j < p; j++) {
             double c = acc[j] * v[j];
             v[j] /= (c > FLOOR ? c : FLOOR) * (double)p;
-            if (!(v[j] > 0.0 && v[j] < INFINITY))
-                return 0;
+            if (!(v[j] > 0.0 && v[j] < INFINITY)) {
+                if (!dist)
+                    return 0;
+                bad = 1;
+            }
         }
         /* row step, fused with the column sums of the next iteration or the output */
         memset(acc, 0, (size_t)p * sizeof *acc);
@@ -131,12 +146,15 @@ POOD_MULTIVERSION static int sinkhorn_direct(int64_t n, int64_t p, const float *
             const float *kfi = kf ? kf + i * p : NULL;
             double *qi = q + i * p;
             double r = (kfi ? dot8_f(p, kfi, v) : dot8_d(p, qi, v)) * u[i];
-            u[i] /= (r > FLOOR ? r : FLOOR) * (double)n;
+            u[i] /= (r > FLOOR ? r : FLOOR) * n_all;
             double ui = u[i];
-            if (!(ui > 0.0 && ui < INFINITY))
-                return 0;
+            if (!(ui > 0.0 && ui < INFINITY)) {
+                if (!dist)
+                    return 0;
+                bad = 1;
+            }
             if (last) {
-                double f = ui * (double)n;
+                double f = ui * n_all;
                 int64_t j0 = window ? (int64_t)window->group[i] * window->width : 0;
                 int64_t j1 = window ? j0 + window->width : p;
                 if (kfi) {
@@ -158,6 +176,23 @@ POOD_MULTIVERSION static int sinkhorn_direct(int64_t n, int64_t p, const float *
                     acc[j] += qi[j] * ui;
             }
         }
+        if (dist && !last) {
+            acc[p] = bad;
+            if ((dist->status = pood_reduce(dist->func, dist->reducer, "Sinkhorn column sums", acc, p + 1)) !=
+                PROTOOD_OK)
+                return 1;
+            bad = acc[p] != 0.0;
+        }
+    }
+    if (dist) {
+        /* the last row step is local: one more flag, so that every rank agrees on the outcome */
+        double flag = bad;
+        if ((dist->status = pood_reduce(dist->func, dist->reducer, "Sinkhorn status", &flag, 1)) != PROTOOD_OK)
+            return 1;
+        if (flag != 0.0)
+            dist->status = pood_fail(PROTOOD_E_INTERNAL, dist->func,
+                                     "Sinkhorn scalings left the double range on %.0f rank(s) (epsilon too small "
+                                     "for the distributed step)", flag);
     }
     return 1;
 }
@@ -245,9 +280,21 @@ void pood_sinkhorn(int64_t n, int64_t p, const float *scores, double bound, doub
     }
     double inv_eps = 1.0 / epsilon;
     if ((hi - lo) * inv_eps <= POOD_SINKHORN_DIRECT_RANGE && hi * inv_eps <= LOG_DBL_MAX &&
-        sinkhorn_direct(n, p, scores, lo, hi, inv_eps, iters, window, q, scratch))
+        sinkhorn_direct(n, p, scores, lo, hi, inv_eps, iters, window, q, scratch, NULL))
         return;
     sinkhorn_log(n, p, scores, inv_eps, iters, q, scratch);
+}
+
+int pood_sinkhorn_dist_ok(double bound, double epsilon)
+{
+    return 2.0 * bound / epsilon <= POOD_SINKHORN_DIRECT_RANGE && bound / epsilon <= LOG_DBL_MAX;
+}
+
+void pood_sinkhorn_reduced(int64_t n, int64_t p, const float *scores, double bound, double epsilon, int32_t iters,
+                           const pood_sinkhorn_window *window, double *q, double *scratch, pood_sinkhorn_dist *dist)
+{
+    dist->status = PROTOOD_OK;
+    sinkhorn_direct(n, p, scores, -bound, bound, 1.0 / epsilon, iters, window, q, scratch, dist);
 }
 
 protood_status protood_sinkhorn(int64_t n, int64_t p, const float *scores, double epsilon, int32_t iters,

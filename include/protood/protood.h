@@ -663,6 +663,67 @@ PROTOOD_API protood_status protood_scorer_fit_stream(protood_scorer *scorer, int
 PROTOOD_API protood_status protood_scorer_score_stream(const protood_scorer *scorer, int64_t m, int64_t batch,
                                                        protood_feature_fn fn, void *user, float *scores_out);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Several processes: data-parallel steps and sharded scorers (docs/distributed.md)             */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * The library does no communication of its own: the caller supplies a sum-allreduce (typically
+ * MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_DOUBLE, MPI_SUM, comm), or torch.distributed's
+ * all_reduce on a float64 tensor) and attaches it to a bank or a scorer together with this
+ * process's rank and the number of participants. From then on:
+ *   - protood_palm_step on R ranks, each passing its own n_r rows, performs the step of the global
+ *     batch (the ranks' rows concatenated in rank order): every rank ends with the same bank and
+ *     the same losses, and receives the gradient of its own rows. Only O(P x D + iters x P)
+ *     numbers per step are exchanged (Sinkhorn's column sums, A's column sums, U = A^T z, the loss
+ *     sums), never the features.
+ *   - protood_cider_step does the same; CIDER's sequential EMA depends on the global row order, so
+ *     the rows themselves are gathered (N x (dim + 1) numbers per step).
+ *   - protood_scorer_fit fits one scorer from the union of the ranks' rows: MAHALANOBIS and SSD
+ *     from summed moments (every rank ends with the same model), KNN keeps each rank's rows as its
+ *     shard (k may exceed a shard, not the union). protood_scorer_score, with every rank passing
+ *     the same queries, returns the score against the union on every rank (KNN exchanges each
+ *     rank's k nearest distances per query). PROTOTYPE and protood_scorer_fit_bank are unaffected.
+ * Every rank must make the same sequence of calls on handles of equal shape and parameters (banks
+ * with equal prototypes: initialise them with the same seed), each rank with n >= 1 rows. A rank
+ * whose own arguments are invalid still takes part in one exchange, so that every rank returns
+ * (the others with E_STATE: "the call failed on 1 other rank(s)"). protood_palm_assign stays local
+ * to the calling rank's rows. A reducer that returns
+ * non-zero makes the call return PROTOOD_E_CALLBACK and leaves the handle unchanged on that rank;
+ * what the other ranks then see is the communication library's business (MPI usually aborts).
+ * The reducer is called synchronously on the calling thread, never concurrently for one handle.
+ * It is not copied by clone, save or to_buffer.
+ */
+
+/**
+ * Sum-allreduce: replace buf[0 .. count) by its element-wise sum over every participant (each
+ * calls with the same count, count >= 1). Return 0 on success, anything else on failure.
+ * @since 0.2
+ */
+typedef int32_t (*protood_allreduce_fn)(void *user, double *buf, int64_t count);
+
+/**
+ * Attach a reducer to a bank for the training steps: this process is `rank` of `size`
+ * participants (0 <= rank < size). fn NULL detaches it (then rank and size must be 0 and 1):
+ * single process again. Steps on a bank with a reducer of size 1 equal those without one.
+ * Errors: INVALID_ARG (bank NULL, rank or size out of range). Exclusive access to the bank.
+ * @since 0.2
+ */
+PROTOOD_API protood_status protood_bank_set_reducer(protood_bank *bank, protood_allreduce_fn fn, void *user,
+                                                    int32_t rank, int32_t size);
+
+/**
+ * Attach a reducer to a scorer (see the section comment): protood_scorer_fit then fits from the
+ * union of the ranks' rows and protood_scorer_score returns the global score. fn NULL detaches
+ * it (rank 0, size 1). A KNN scorer fitted with a reducer holds only its rank's shard: scoring it
+ * without that reducer (or a reducer of another size) is E_STATE, and so are
+ * protood_scorer_score_stream, _save and _to_buffer on it; protood_scorer_set_param(K) on it is
+ * checked against this rank's shard (refit to raise k beyond it). Errors: INVALID_ARG (scorer NULL,
+ * rank or size out of range).
+ * Exclusive access to the scorer. @since 0.2
+ */
+PROTOOD_API protood_status protood_scorer_set_reducer(protood_scorer *scorer, protood_allreduce_fn fn,
+                                                      void *user, int32_t rank, int32_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -105,6 +105,12 @@ pub type protood_feature_fn = Option<
     ) -> i32,
 >;
 
+/// Reducer (@since 0.2): sums `count` doubles in `buf` in place across all participants (an
+/// `MPI_Allreduce(MPI_SUM)` in practice); returns 0 on success, anything else to abort the call
+/// with [`PROTOOD_E_CALLBACK`].
+pub type protood_allreduce_fn =
+    Option<unsafe extern "C" fn(user: *mut c_void, buf: *mut f64, count: i64) -> i32>;
+
 extern "C" {
     // Status, errors, version.
     pub fn protood_status_string(status: protood_status) -> *const c_char;
@@ -171,6 +177,10 @@ extern "C" {
     pub fn protood_scorer_set_param(scorer: *mut protood_scorer, key: i32, value: f64) -> protood_status;
     pub fn protood_scorer_get_param(scorer: *const protood_scorer, key: i32,
                                     value: *mut f64) -> protood_status;
+    pub fn protood_bank_set_reducer(bank: *mut protood_bank, fn_: protood_allreduce_fn, user: *mut c_void,
+                                    rank: i32, size: i32) -> protood_status;
+    pub fn protood_scorer_set_reducer(scorer: *mut protood_scorer, fn_: protood_allreduce_fn,
+                                      user: *mut c_void, rank: i32, size: i32) -> protood_status;
     pub fn protood_scorer_info(scorer: *const protood_scorer, kind: *mut i32, dim: *mut i64,
                                fitted: *mut i32) -> protood_status;
     pub fn protood_scorer_fit(scorer: *mut protood_scorer, n: i64, x: *const f32, labels: *const i32,

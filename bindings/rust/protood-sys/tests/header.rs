@@ -159,7 +159,8 @@ fn c_type_to_rust(c: &str) -> String {
         "double" => "f64",
         "char" => "c_char",
         "void" => "c_void",
-        other @ ("protood_status" | "protood_feature_fn" | "protood_bank" | "protood_scorer") => other,
+        other @ ("protood_status" | "protood_feature_fn" | "protood_allreduce_fn" | "protood_bank"
+        | "protood_scorer") => other,
         other => panic!("no Rust mapping for C type {:?}", other),
     };
     let mut s = String::new();
