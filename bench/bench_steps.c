@@ -2,10 +2,12 @@
  * N=1024) on the inputs written by `anchor_steps.py make-data DIR`, so that the torch anchor and
  * libprotood see the same numbers. Prints the median of the repetitions and the losses (a check
  * that both computed the same thing). Thread counts come from OMP_NUM_THREADS and
- * OPENBLAS_NUM_THREADS; bench/run_steps.sh sets them. Usage: bench_steps DIR [REPS] */
+ * OPENBLAS_NUM_THREADS; bench/run_steps.sh sets them. Usage: bench_steps DIR [REPS [palm|cider]]
+ * (one step only: its peak extra memory is then measured on its own). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "protood.h"
@@ -29,6 +31,15 @@ static double cpu_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Peak resident set so far, KiB: its growth across the steps is the step's peak extra memory
+ * (workspace, BLAS buffers), inputs and outputs being allocated before. */
+static long peak_rss_kib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -59,6 +70,7 @@ int main(int argc, char **argv)
         return 2;
     }
     int reps = argc > 2 ? atoi(argv[2]) : 15;
+    const char *only = argc > 3 ? argv[3] : "";
     static float h[N * D], grad[N * D], palm_p[C * K * D], cider_p[C * D];
     static int32_t y[N];
     check(protood_npy_read_f32(path(argv[1], "h.npy"), N, D, h), "h.npy");
@@ -74,33 +86,41 @@ int main(int argc, char **argv)
 
     /* every repetition starts from the same bank (reset outside the timed region); the first call
      * grows the workspace and is not counted */
-    for (int r = -1; r < reps; r++) {
-        check(protood_bank_set_prototypes(palm, palm_p), "set");
-        double t0 = now_ms(), c0 = cpu_ms();
-        check(protood_palm_step(palm, N, h, y, losses, grad), "palm_step");
-        if (r >= 0) {
-            t[r] = now_ms() - t0;
-            c[r] = cpu_ms() - c0;
+    long rss0 = peak_rss_kib(), rss1 = rss0;
+    if (strcmp(only, "cider") != 0) {
+        for (int r = -1; r < reps; r++) {
+            check(protood_bank_set_prototypes(palm, palm_p), "set");
+            double t0 = now_ms(), c0 = cpu_ms();
+            check(protood_palm_step(palm, N, h, y, losses, grad), "palm_step");
+            if (r >= 0) {
+                t[r] = now_ms() - t0;
+                c[r] = cpu_ms() - c0;
+            }
         }
+        qsort(t, (size_t)reps, sizeof *t, cmp_double);
+        qsort(c, (size_t)reps, sizeof *c, cmp_double);
+        printf("protood palm_ms=%.3f cpu_ms=%.3f loss=%.6f mle=%.6f pcon=%.6f\n", t[reps / 2], c[reps / 2], losses[0],
+               losses[1], losses[2]);
+        rss1 = peak_rss_kib();
+        printf("protood palm_peak_extra_kib=%ld\n", rss1 - rss0);
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    qsort(c, (size_t)reps, sizeof *c, cmp_double);
-    printf("protood palm_ms=%.3f cpu_ms=%.3f loss=%.6f mle=%.6f pcon=%.6f\n", t[reps / 2], c[reps / 2], losses[0],
-           losses[1], losses[2]);
-
-    for (int r = -1; r < reps; r++) {
-        check(protood_bank_set_prototypes(cider, cider_p), "set");
-        double t0 = now_ms(), c0 = cpu_ms();
-        check(protood_cider_step(cider, N, h, y, losses, grad), "cider_step");
-        if (r >= 0) {
-            t[r] = now_ms() - t0;
-            c[r] = cpu_ms() - c0;
+    if (strcmp(only, "palm") != 0) {
+        for (int r = -1; r < reps; r++) {
+            check(protood_bank_set_prototypes(cider, cider_p), "set");
+            double t0 = now_ms(), c0 = cpu_ms();
+            check(protood_cider_step(cider, N, h, y, losses, grad), "cider_step");
+            if (r >= 0) {
+                t[r] = now_ms() - t0;
+                c[r] = cpu_ms() - c0;
+            }
         }
+        qsort(t, (size_t)reps, sizeof *t, cmp_double);
+        qsort(c, (size_t)reps, sizeof *c, cmp_double);
+        printf("protood cider_ms=%.3f cpu_ms=%.3f loss=%.6f comp=%.6f dis=%.6f\n", t[reps / 2], c[reps / 2], losses[0],
+               losses[1], losses[2]);
+        printf("protood cider_peak_extra_kib=%ld%s\n", peak_rss_kib() - rss1,
+               only[0] ? "" : " (beyond the PALM step's peak; run 'cider' alone for its own)");
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    qsort(c, (size_t)reps, sizeof *c, cmp_double);
-    printf("protood cider_ms=%.3f cpu_ms=%.3f loss=%.6f comp=%.6f dis=%.6f\n", t[reps / 2], c[reps / 2], losses[0],
-           losses[1], losses[2]);
     printf("protood build %s\n", protood_build_info());
     free(t);
     free(c);
