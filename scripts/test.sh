@@ -8,13 +8,15 @@ set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh
 
-configure() {  # name, meson options...
+configure() {  # name, meson options... (--reconfigure also picks up options added since)
     name=$1
     shift
-    if [ -f "build/$name/build.ninja" ]; then
-        meson configure "build/$name" "$@" >/dev/null
-    else
-        meson setup "build/$name" "$@" >/dev/null
+    reconfigure=""
+    [ -f "build/$name/build.ninja" ] && reconfigure="--reconfigure"
+    if ! out=$(meson setup $reconfigure "build/$name" "$@" 2>&1); then
+        echo "$out"
+        echo "build/$name: meson setup failed"
+        exit 1
     fi
 }
 configure release -Dblas=openblas -Dcargo_tests=enabled
