@@ -63,8 +63,8 @@ protood_status protood_scorer_create(protood_scorer **out, int32_t kind, int64_t
     s->dim = dim;
     s->k = POOD_SCORER_DEFAULT_K;
     s->normalize = 1;
-    s->tile_rows = POOD_SCORER_TILE_ROWS;
-    s->tile_cols = POOD_SCORER_TILE_COLS;
+    s->tile_rows = dim < POOD_SCORER_WIDE_DIM ? POOD_SCORER_TILE_ROWS : 2 * POOD_SCORER_TILE_ROWS;
+    s->tile_cols = dim < POOD_SCORER_WIDE_DIM ? POOD_SCORER_TILE_COLS : POOD_SCORER_TILE_COLS / 2;
     *out = s;
     return PROTOOD_OK;
 }

@@ -2,12 +2,13 @@
  * nearest training row.
  *
  * One tile of queries at a time: the training rows are swept in tiles of tile_cols, each sweep a
- * single cblas_sgemm into a distance buffer that fits in L2 and is reused, followed by a scan that
+ * single cblas_sgemm into a buffer that fits in L2 and is reused, followed by a scan that
  * keeps, per query, the k smallest values in a bounded reservoir (below). The m x n distance matrix
  * never exists.
  *
  * "Computed carefully": the GEMM only ranks. It ranks by v = |x|^2 - 2 q.x in float32 (|q|^2 is the
- * same for every candidate of a query), whose rounding error has the a-priori bound eps below;
+ * same for every candidate of a query; the GEMM adds -2 q.x onto rows of |x|^2), whose rounding
+ * error has the a-priori bound eps below;
  * 2 - 2 q.x style cancellation and the GEMM's blocking (its bits change with the tile shape) are
  * then kept out of the result like this:
  *   - rows ranked within 2 eps above the k-th value are kept too (the "band");
@@ -46,7 +47,7 @@
 #define RES_SLOTS(k) (RES_CAP(k) + BLOCK)
 
 typedef struct knn_layout {
-    size_t queries, dots, res_val, res_idx, res_n, limit, width, cand;
+    size_t queries, vals, res_val, res_idx, res_n, limit, width, cand;
     pood_layout l;
 } knn_layout;
 
@@ -55,7 +56,7 @@ static knn_layout layout(const protood_scorer *s, int64_t tile_rows)
     knn_layout k = {0};
     int64_t cols = s->tile_cols < s->model->n_rows ? s->tile_cols : s->model->n_rows;
     k.queries = pood_layout_add(&k.l, tile_rows, s->dim, sizeof(float));
-    k.dots = pood_layout_add(&k.l, tile_rows, cols, sizeof(float));
+    k.vals = pood_layout_add(&k.l, tile_rows, cols, sizeof(float));
     k.res_val = pood_layout_add(&k.l, tile_rows, RES_SLOTS(s->k), sizeof(float));
     k.res_idx = pood_layout_add(&k.l, tile_rows, RES_SLOTS(s->k), sizeof(int64_t));
     k.res_n = pood_layout_add(&k.l, tile_rows, 1, sizeof(int64_t));
@@ -175,42 +176,42 @@ static void compact(query_sel *q, int64_t k)
     }
 }
 
-/* Bit t set for each of the BLOCK rows whose ranking value sq - 2 dot is below the limit. */
-static unsigned block_mask(const float *sq, const float *dot, float limit)
+/* Bit t set for each of the BLOCK values below the limit. */
+static unsigned block_mask(const float *v, float limit)
 {
-#if defined(__SSE2__)
-    /* x86-64 always has SSE2; movemask turns the comparison into bits in one instruction. The
-     * value is computed exactly as the scalar code below and in select_row (2 dot is exact). */
-    const __m128 lim = _mm_set1_ps(limit), two = _mm_set1_ps(2.0f);
-    unsigned mask = 0;
-    for (int t = 0; t < BLOCK; t += 4) {
-        __m128 v = _mm_sub_ps(_mm_loadu_ps(sq + t), _mm_mul_ps(two, _mm_loadu_ps(dot + t)));
-        mask |= (unsigned)_mm_movemask_ps(_mm_cmplt_ps(v, lim)) << t;
-    }
-    return mask;
+#if defined(__SSE2__) && BLOCK == 16
+    /* x86-64 always has SSE2; movemask turns four comparisons into bits in one instruction, and
+     * the usual answer (no row passes) costs a single one. */
+    const __m128 lim = _mm_set1_ps(limit);
+    __m128 c0 = _mm_cmplt_ps(_mm_loadu_ps(v), lim), c1 = _mm_cmplt_ps(_mm_loadu_ps(v + 4), lim);
+    __m128 c2 = _mm_cmplt_ps(_mm_loadu_ps(v + 8), lim), c3 = _mm_cmplt_ps(_mm_loadu_ps(v + 12), lim);
+    if (!_mm_movemask_ps(_mm_or_ps(_mm_or_ps(c0, c1), _mm_or_ps(c2, c3))))
+        return 0;
+    return (unsigned)_mm_movemask_ps(c0) | (unsigned)_mm_movemask_ps(c1) << 4 |
+           (unsigned)_mm_movemask_ps(c2) << 8 | (unsigned)_mm_movemask_ps(c3) << 12;
 #else
     unsigned mask = 0;
     for (int t = 0; t < BLOCK; t++)
-        mask |= (unsigned)(sq[t] - 2.0f * dot[t] < limit) << t;
+        mask |= (unsigned)(v[t] < limit) << t;
     return mask;
 #endif
 }
 
-/* Offer one query's row of dot products against training rows [base, base + cols). Once the
- * reservoir has been full most rows fall beyond the limit: each block of rows is tested at once
- * and only the rows that pass are touched. */
-static void select_row(query_sel *q, const float *dot, const float *sq, int64_t cols, int64_t base, int64_t k)
+/* Offer one query's ranking values v = |x|^2 - 2 q.x for training rows [base, base + cols). Once
+ * the reservoir has been full most rows fall beyond the limit: each block of rows is tested at
+ * once and only the rows that pass are touched. */
+static void select_row(query_sel *q, const float *v, int64_t cols, int64_t base, int64_t k)
 {
     int64_t j = 0;
     for (; j + BLOCK <= cols && q->n >= 0; j += BLOCK) {
-        unsigned mask = block_mask(sq + j, dot + j, q->limit);
+        unsigned mask = block_mask(v + j, q->limit);
         if (!mask)
             continue;
         int64_t n = q->n;
         while (mask) {
             int t = __builtin_ctz(mask);
             mask &= mask - 1;
-            q->val[n] = sq[j + t] - 2.0f * dot[j + t];
+            q->val[n] = v[j + t];
             q->idx[n++] = base + j + t;
         }
         q->n = n;
@@ -218,9 +219,8 @@ static void select_row(query_sel *q, const float *dot, const float *sq, int64_t 
             compact(q, k);
     }
     for (; j < cols && q->n >= 0; j++) {
-        float v = sq[j] - 2.0f * dot[j];
-        if (v < q->limit) {
-            q->val[q->n] = v;
+        if (v[j] < q->limit) {
+            q->val[q->n] = v[j];
             q->idx[q->n++] = base + j;
             if (q->n >= RES_CAP(k))
                 compact(q, k);
@@ -282,7 +282,7 @@ void pood_knn_tile(const protood_scorer *s, int64_t rows, const float *q, float 
     knn_layout lay = layout(s, rows);
     char *base = scratch;
     float *qn = (float *)(base + lay.queries);
-    float *dots = (float *)(base + lay.dots);
+    float *vals = (float *)(base + lay.vals);
     float *res_val = (float *)(base + lay.res_val);
     int64_t *res_idx = (int64_t *)(base + lay.res_idx);
     int64_t *res_n = (int64_t *)(base + lay.res_n);
@@ -294,9 +294,10 @@ void pood_knn_tile(const protood_scorer *s, int64_t rows, const float *q, float 
         pood_normalize_rows(rows, d, q, qn);
     else
         memcpy(qn, q, (size_t)rows * (size_t)d * sizeof(float));
-    /* |v - exact| <= eps = 2 gamma_{d+2} (|x|^2 + 2 |q| |x|) for v = fl(|x|^2) - 2 fl(q.x), any
-     * summation order (gamma_n = n u / (1 - n u), u = 2^-24). The band is 2 eps, doubled again
-     * for safety: a wider band costs only a few more exact distances. */
+    /* v is fl(|x|^2) (one rounding of the double norm) plus d products -2 q_j x_j (exact scaling)
+     * summed in any order: |v - exact| <= gamma_{d+1} (|x|^2 + 2 sum |q_j x_j|) + u |x|^2
+     * <= eps = 2 gamma_{d+2} (|x|^2 + 2 |q| |x|), gamma_n = n u / (1 - n u), u = 2^-24. The band
+     * is 2 eps, doubled again for safety: a wider band costs only a few more exact distances. */
     const double u = FLT_EPSILON / 2, nu = (double)(d + 2) * u, gamma = nu / (1.0 - nu);
     for (int64_t i = 0; i < rows; i++) {
         double qq = 0.0;
@@ -310,11 +311,15 @@ void pood_knn_tile(const protood_scorer *s, int64_t rows, const float *q, float 
 
     for (int64_t c0 = 0; c0 < n; c0 += tile_cols) {
         int64_t cols = n - c0 < tile_cols ? n - c0 : tile_cols;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)d, 1.0f, qn, (int)d,
-                    m->rows + c0 * d, (int)d, 0.0f, dots, (int)cols);
+        /* v = |x|^2 - 2 q.x straight from the GEMM (beta = 1 on rows of |x|^2): the scan then only
+         * compares. The bound on v's rounding below covers this summation too. */
+        for (int64_t i = 0; i < rows; i++)
+            memcpy(vals + i * cols, m->row_sq + c0, (size_t)cols * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)cols, (int)d, -2.0f, qn, (int)d,
+                    m->rows + c0 * d, (int)d, 1.0f, vals, (int)cols);
         for (int64_t i = 0; i < rows; i++) {
             query_sel sel = {res_val + i * cap, res_idx + i * cap, res_n[i], limit[i], width[i]};
-            select_row(&sel, dots + i * cols, m->row_sq + c0, cols, c0, k);
+            select_row(&sel, vals + i * cols, cols, c0, k);
             res_n[i] = sel.n;
             limit[i] = sel.limit;
         }

@@ -300,6 +300,37 @@ START_TEST(streamed_fit_and_score_equal_in_memory)
 }
 END_TEST
 
+/* The Gaussian fits accumulate in blocks of 1024 rows: a streamed fit over several blocks, with
+ * batches that straddle them, gives the bits of the in-memory fit. */
+START_TEST(streamed_gaussian_fit_across_blocks)
+{
+    const int64_t n = 2600;
+    float *x = rand_rows(18, n, D), *q = rand_rows(19, M, D);
+    int32_t *y = rand_labels(20, n, NC);
+    static const int64_t batches[] = {1, 7, 1000, 1024, 1025, 2600};
+    for (int32_t kind = PROTOOD_SCORER_MAHALANOBIS; kind <= PROTOOD_SCORER_SSD; kind++) {
+        protood_scorer *ref;
+        ck_assert_int_eq(protood_scorer_create(&ref, kind, D), PROTOOD_OK);
+        ck_assert_int_eq(protood_scorer_fit(ref, n, x, y, NC), PROTOOD_OK);
+        float want[M];
+        ck_assert_int_eq(protood_scorer_score(ref, M, q, want), PROTOOD_OK);
+        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+            protood_scorer *s;
+            ck_assert_int_eq(protood_scorer_create(&s, kind, D), PROTOOD_OK);
+            feed f = make_feed(x, y, n, batches[b]);
+            ck_assert_int_eq(protood_scorer_fit_stream(s, n, batches[b], feed_fn, &f, NC), PROTOOD_OK);
+            ck_assert(f.order_ok);
+            assert_scores(s, q, want);
+            protood_scorer_free(s);
+        }
+        protood_scorer_free(ref);
+    }
+    free(x);
+    free(q);
+    free(y);
+}
+END_TEST
+
 /* A callback failing at each batch in turn: E_CALLBACK with its value, the scorer exactly as it was
  * (fitted: same scores; unfitted: still unfitted), and scores_out untouched. */
 START_TEST(callback_failure_at_any_batch_changes_nothing)
@@ -651,6 +682,7 @@ int main(void)
     suite_add_tcase(suite, tc);
     tc = tcase_create("stream");
     tcase_add_test(tc, streamed_fit_and_score_equal_in_memory);
+    tcase_add_test(tc, streamed_gaussian_fit_across_blocks);
     tcase_add_test(tc, callback_failure_at_any_batch_changes_nothing);
     tcase_add_test(tc, stream_argument_checks);
     suite_add_tcase(suite, tc);
