@@ -5,8 +5,9 @@
  *   bench_scorer knn DIR D K REPS            KNN score of the 10k queries against the 50k rows
  *   bench_scorer sgemm DIR D REPS            the bare 10k x 50k x D sgemm (A B^T) into a 2 GB output
  *   bench_scorer sgemm_tiled DIR D REPS      the same products in the KNN's tiles (256 queries x 2048
- *                                            rows, a reused buffer), without any selection: the
- *                                            GEMM part of the KNN, so KNN / this = selection overhead
+ *                                            rows, 512 x 1024 from D = 384; a reused buffer), without
+ *                                            any selection: the GEMM part of the KNN, so KNN / this =
+ *                                            selection overhead
  *   bench_scorer maha_fit DIR D REPS         Mahalanobis fit on 50k rows, 100 classes
  *   bench_scorer maha_score DIR D REPS       Mahalanobis score of the 10k queries
  *
@@ -180,12 +181,12 @@ int main(int argc, char **argv)
     } else if (strcmp(cmd, "sgemm_tiled") == 0) {
         /* The KNN's GEMM schedule: tiles of queries in parallel, each thread's BLAS on one thread
          * (OpenBLAS pthreads: switched globally, as the library does). */
-        enum { TQ = 256, TN = 2048 };
+        const int TQ = d < 384 ? 256 : 512, TN = d < 384 ? 2048 : 1024; /* as lib/scorer.c picks */
         int threads = 1;
 #ifdef _OPENMP
         threads = omp_get_max_threads();
 #endif
-        float *buf = malloc(sizeof(float) * TQ * TN * (size_t)threads);
+        float *buf = malloc(sizeof(float) * (size_t)TQ * (size_t)TN * (size_t)threads);
         for (int r = -1; r < reps; r++) {
             double t0 = now();
 #if defined(PROTOOD_BLAS_OPENBLAS)
