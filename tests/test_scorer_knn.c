@@ -1,7 +1,6 @@
 /* KNN scorer: the reference cases, an exact brute-force search in double, invariance to the tile
  * sizes, the k <= n rule, and concurrent scoring from several threads. */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -260,22 +259,6 @@ START_TEST(knn_k_larger_than_training_rows_is_refused)
 }
 END_TEST
 
-typedef struct job {
-    const protood_scorer *s;
-    int64_t m;
-    const float *q;
-    float *out;
-    protood_status st;
-} job;
-
-static void *score_job(void *arg)
-{
-    job *j = arg;
-    for (int rep = 0; rep < 3 && j->st == PROTOOD_OK; rep++)
-        j->st = protood_scorer_score(j->s, j->m, j->q, j->out);
-    return NULL;
-}
-
 /* Four threads score with one const scorer at once (each its own queries, all different sizes);
  * every result equals the sequential run. */
 START_TEST(knn_concurrent_scoring_equals_sequential)
@@ -284,24 +267,17 @@ START_TEST(knn_concurrent_scoring_equals_sequential)
     float *x = rand_rows(41, n, d, 0.2, 0);
     protood_scorer *s = fit_knn(d, k, 1, n, x);
     enum { T = 4 };
-    job jobs[T];
-    float *want[T];
-    pthread_t th[T];
+    int64_t m[T];
+    float *q[T], *want[T];
     for (int t = 0; t < T; t++) {
-        int64_t m = 300 + 97 * t;
-        float *q = rand_rows(50 + (uint64_t)t, m, d, 0.2, 0);
-        want[t] = malloc((size_t)m * sizeof(float));
-        ck_assert_int_eq(protood_scorer_score(s, m, q, want[t]), PROTOOD_OK);
-        jobs[t] = (job){s, m, q, calloc((size_t)m, sizeof(float)), PROTOOD_OK};
+        m[t] = 300 + 97 * t;
+        q[t] = rand_rows(50 + (uint64_t)t, m[t], d, 0.2, 0);
+        want[t] = malloc((size_t)m[t] * sizeof(float));
+        ck_assert_int_eq(protood_scorer_score(s, m[t], q[t], want[t]), PROTOOD_OK);
     }
-    for (int t = 0; t < T; t++)
-        ck_assert_int_eq(pthread_create(&th[t], NULL, score_job, &jobs[t]), 0);
+    tu_assert_concurrent_scores(s, T, m, q, want, 3);
     for (int t = 0; t < T; t++) {
-        ck_assert_int_eq(pthread_join(th[t], NULL), 0);
-        ck_assert_int_eq(jobs[t].st, PROTOOD_OK);
-        ck_assert_mem_eq(jobs[t].out, want[t], (size_t)jobs[t].m * sizeof(float));
-        free((void *)jobs[t].q);
-        free(jobs[t].out);
+        free(q[t]);
         free(want[t]);
     }
     protood_scorer_free(s);

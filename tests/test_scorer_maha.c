@@ -3,7 +3,6 @@
  * full-rank, rank-deficient and far-from-the-origin data, and the degenerate cases. */
 #include <float.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -593,22 +592,6 @@ START_TEST(fit_bank_checks_kind_and_dim)
 }
 END_TEST
 
-typedef struct job {
-    const protood_scorer *s;
-    int64_t m;
-    const float *q;
-    float *out;
-    protood_status st;
-} job;
-
-static void *score_job(void *arg)
-{
-    job *j = arg;
-    for (int rep = 0; rep < 5 && j->st == PROTOOD_OK; rep++)
-        j->st = protood_scorer_score(j->s, j->m, j->q, j->out);
-    return NULL;
-}
-
 START_TEST(gaussian_concurrent_scoring_equals_sequential)
 {
     const int64_t n = 2000, d = 32, nc = 10;
@@ -618,23 +601,16 @@ START_TEST(gaussian_concurrent_scoring_equals_sequential)
         protood_scorer *s = make(kind, d, 1);
         ck_assert_int_eq(protood_scorer_fit(s, kind == PROTOOD_SCORER_PROTOTYPE ? 60 : n, x, y, nc), PROTOOD_OK);
         enum { T = 4 };
-        job jobs[T];
-        float *want[T];
-        pthread_t th[T];
+        int64_t m[T];
+        float *q[T], *want[T];
         for (int t = 0; t < T; t++) {
-            int64_t m = 1000 + 211 * t;
-            float *q = class_rows(80 + (uint64_t)t, m, d, nc, d, 0.0, 0.3, NULL);
-            want[t] = score_all(s, m, q);
-            jobs[t] = (job){s, m, q, calloc((size_t)m, sizeof(float)), PROTOOD_OK};
+            m[t] = 1000 + 211 * t;
+            q[t] = class_rows(80 + (uint64_t)t, m[t], d, nc, d, 0.0, 0.3, NULL);
+            want[t] = score_all(s, m[t], q[t]);
         }
-        for (int t = 0; t < T; t++)
-            ck_assert_int_eq(pthread_create(&th[t], NULL, score_job, &jobs[t]), 0);
+        tu_assert_concurrent_scores(s, T, m, q, want, 5);
         for (int t = 0; t < T; t++) {
-            ck_assert_int_eq(pthread_join(th[t], NULL), 0);
-            ck_assert_int_eq(jobs[t].st, PROTOOD_OK);
-            ck_assert_mem_eq(jobs[t].out, want[t], (size_t)jobs[t].m * sizeof(float));
-            free((void *)jobs[t].q);
-            free(jobs[t].out);
+            free(q[t]);
             free(want[t]);
         }
         protood_scorer_free(s);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,4 +182,41 @@ void tu_assert_close_f32_f64(const float *got, const double *want, size_t n, dou
         ck_assert_msg(fabs((double)got[i] - want[i]) <= tol * scale,
                       "%s[%zu] = %.9g, expected %.9g (tolerance %g)", what, i, (double)got[i], want[i],
                       tol * scale);
+}
+
+typedef struct score_job {
+    const protood_scorer *s;
+    int64_t m;
+    const float *q;
+    float *out;
+    int reps;
+    protood_status st;
+} score_job;
+
+static void *run_score_job(void *arg)
+{
+    score_job *j = arg;
+    for (int rep = 0; rep < j->reps && j->st == PROTOOD_OK; rep++)
+        j->st = protood_scorer_score(j->s, j->m, j->q, j->out);
+    return NULL;
+}
+
+void tu_assert_concurrent_scores(const protood_scorer *s, int n_threads, const int64_t *m, float *const *q,
+                                 float *const *want, int reps)
+{
+    score_job *jobs = calloc((size_t)n_threads, sizeof *jobs);
+    pthread_t *th = calloc((size_t)n_threads, sizeof *th);
+    for (int t = 0; t < n_threads; t++)
+        jobs[t] = (score_job){s, m[t], q[t], calloc((size_t)m[t], sizeof(float)), reps, PROTOOD_OK};
+    for (int t = 0; t < n_threads; t++)
+        ck_assert_int_eq(pthread_create(&th[t], NULL, run_score_job, &jobs[t]), 0);
+    for (int t = 0; t < n_threads; t++)
+        ck_assert_int_eq(pthread_join(th[t], NULL), 0);
+    for (int t = 0; t < n_threads; t++) {
+        ck_assert_msg(jobs[t].st == PROTOOD_OK, "thread %d: %s", t, protood_status_string(jobs[t].st));
+        ck_assert_mem_eq(jobs[t].out, want[t], (size_t)m[t] * sizeof(float));
+        free(jobs[t].out);
+    }
+    free(jobs);
+    free(th);
 }

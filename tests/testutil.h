@@ -42,6 +42,11 @@ double *tu_fixture_f64(const tu_fixture *fx, const char *file, int64_t *rows, in
 float *tu_fixture_f32(const tu_fixture *fx, const char *file, int64_t *rows, int64_t *cols);
 int32_t *tu_fixture_i32(const tu_fixture *fx, const char *file, int64_t *n);
 
+/* n_threads threads score with one const scorer at the same time, each its own queries q[t]
+ * (m[t] rows), `reps` times; every result must equal want[t] bit for bit. */
+void tu_assert_concurrent_scores(const protood_scorer *s, int n_threads, const int64_t *m, float *const *q,
+                                 float *const *want, int reps);
+
 /* Assert |a - b| <= tol * max(scale, 1) element-wise, with the index in the failure message. */
 void tu_assert_close_f32_f64(const float *got, const double *want, size_t n, double tol, const char *what);
 

@@ -247,7 +247,54 @@ class _BankParam:
         bank.set_param(self.name, value)
 
 
-class Bank:
+class _Persistent:
+    """save/load, bytes, copies and pickling, shared by Bank and Scorer: the C functions are
+    protood_<_c_name>_save, _load, _to_buffer and _from_buffer."""
+
+    _c_name = None
+
+    @classmethod
+    def _c(cls, op):
+        return getattr(lib, "protood_%s_%s" % (cls._c_name, op))
+
+    def save(self, path):
+        """Write to a file atomically (versioned, checksummed, little-endian)."""
+        with self._lock.shared():
+            check(self._c("save")(self._handle, _path(path)))
+
+    @classmethod
+    def load(cls, path):
+        out = HANDLE()
+        check(cls._c("load")(ctypes.byref(out), _path(path)))
+        return cls._wrap(out)
+
+    def to_bytes(self):
+        """The file format, as bytes."""
+        with self._lock.shared():
+            return _serialize(self._c("to_buffer"), self._handle)
+
+    @classmethod
+    def from_bytes(cls, data):
+        data = bytes(data)
+        out = HANDLE()
+        check(cls._c("from_buffer")(ctypes.byref(out), data, len(data)))
+        return cls._wrap(out)
+
+    def __copy__(self):
+        return self.clone()
+
+    def __deepcopy__(self, memo):
+        return self.clone()
+
+    def __reduce__(self):
+        return (_from_bytes, (type(self), self.to_bytes()))
+
+
+def _from_bytes(cls, data):
+    return cls.from_bytes(data)
+
+
+class Bank(_Persistent):
     """A bank of prototypes (n_classes x protos_per_class rows of dimension dim, class-major, unit
     norm) with the parameters of the PALM and CIDER training steps.
 
@@ -260,6 +307,8 @@ class Bank:
     threads cannot break the library's exclusive-access rule. Banks pickle and copy (the library's
     versioned, checksummed format).
     """
+
+    _c_name = "bank"
 
     PARAMS = tuple(_BANK_PARAMS)
 
@@ -424,44 +473,10 @@ class Bank:
             check(lib.protood_bank_clone(ctypes.byref(out), self._handle))
         return type(self)._wrap(out)
 
-    __copy__ = clone
-
-    def __deepcopy__(self, memo):
-        return self.clone()
-
-    def save(self, path):
-        """Write the bank to a file atomically (versioned, checksummed, little-endian)."""
-        with self._lock.shared():
-            check(lib.protood_bank_save(self._handle, _path(path)))
-
-    @classmethod
-    def load(cls, path):
-        out = HANDLE()
-        check(lib.protood_bank_load(ctypes.byref(out), _path(path)))
-        return cls._wrap(out)
-
-    def to_bytes(self):
-        """The bank in its file format, as bytes."""
-        with self._lock.shared():
-            return _serialize(lib.protood_bank_to_buffer, self._handle)
-
-    @classmethod
-    def from_bytes(cls, data):
-        data = bytes(data)
-        out = HANDLE()
-        check(lib.protood_bank_from_buffer(ctypes.byref(out), data, len(data)))
-        return cls._wrap(out)
-
-    def __reduce__(self):
-        return (_bank_from_bytes, (self.to_bytes(),))
 
 
 for _name, (_key, _integer) in _BANK_PARAMS.items():
     setattr(Bank, _name, _BankParam(_name, _key, _integer))
-
-
-def _bank_from_bytes(data):
-    return Bank.from_bytes(data)
 
 
 # ---- Scorer ------------------------------------------------------------------------------------
@@ -567,7 +582,7 @@ def _stream_length(func, batches, n, what):
                                f"(the library needs the row count up front)")
 
 
-class Scorer:
+class Scorer(_Persistent):
     """An OOD scorer (higher score = more in-distribution), fitted once, scoring many times.
 
         s = protood.Scorer("knn", dim=128, k=50)
@@ -578,6 +593,8 @@ class Scorer:
     number of threads at once (the GIL is released during the C call); fit and parameter changes
     wait for running scores to finish (a per-scorer readers-writer lock).
     """
+
+    _c_name = "scorer"
 
     def __init__(self, kind, dim, *, k=None, normalize=None):
         self._h = None
@@ -730,41 +747,8 @@ class Scorer:
             feeder.finish(st)
         return out
 
-    def save(self, path):
-        with self._lock.shared():
-            check(lib.protood_scorer_save(self._handle, _path(path)))
-
-    @classmethod
-    def load(cls, path):
-        out = HANDLE()
-        check(lib.protood_scorer_load(ctypes.byref(out), _path(path)))
-        return cls._wrap(out)
-
-    def to_bytes(self):
-        with self._lock.shared():
-            return _serialize(lib.protood_scorer_to_buffer, self._handle)
-
-    @classmethod
-    def from_bytes(cls, data):
-        data = bytes(data)
-        out = HANDLE()
-        check(lib.protood_scorer_from_buffer(ctypes.byref(out), data, len(data)))
-        return cls._wrap(out)
-
     def clone(self):
         return type(self).from_bytes(self.to_bytes())
-
-    __copy__ = clone
-
-    def __deepcopy__(self, memo):
-        return self.clone()
-
-    def __reduce__(self):
-        return (_scorer_from_bytes, (self.to_bytes(),))
-
-
-def _scorer_from_bytes(data):
-    return Scorer.from_bytes(data)
 
 
 # ---- free functions ----------------------------------------------------------------------------
