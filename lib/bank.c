@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "errors.h"
 #include "rng.h"
 #include "validate.h"
@@ -72,8 +73,8 @@ protood_status pood_bank_alloc(const char *func, int64_t n_classes, int64_t prot
                          (long long)n_classes, (long long)protos_per_class);
     if ((st = pood_checked_size(func, n_protos, dim, sizeof(float), &bytes)) != PROTOOD_OK)
         return st;
-    protood_bank *b = calloc(1, sizeof *b);
-    float *protos = malloc(bytes);
+    protood_bank *b = pood_calloc(1, sizeof *b);
+    float *protos = pood_malloc(bytes);
     if (!b || !protos) {
         free(b);
         free(protos);
@@ -120,9 +121,9 @@ protood_status protood_bank_clone(protood_bank **out, const protood_bank *src)
         return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "out is NULL");
     if (!src)
         return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "src is NULL");
-    protood_bank *b = malloc(sizeof *b);
+    protood_bank *b = pood_malloc(sizeof *b);
     size_t bytes = (size_t)src->n_protos * (size_t)src->dim * sizeof(float);
-    float *protos = malloc(bytes);
+    float *protos = pood_malloc(bytes);
     if (!b || !protos) {
         free(b);
         free(protos);
@@ -247,7 +248,7 @@ protood_status protood_bank_set_prototypes(protood_bank *bank, const float *in)
 protood_status pood_bank_workspace(protood_bank *bank, const char *func, size_t bytes, void **out)
 {
     if (bytes > bank->work_size) {
-        void *w = malloc(bytes);
+        void *w = pood_malloc(bytes);
         if (!w)
             return pood_fail(PROTOOD_E_NOMEM, func, "no memory for %zu bytes of workspace", bytes);
         free(bank->work);

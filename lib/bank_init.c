@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "bank.h"
 #include "errors.h"
 #include "rng.h"
@@ -173,17 +174,17 @@ static protood_status alloc_scratch(const char *func, const protood_bank *bank, 
         (st = pood_checked_size(func, n, 1, sizeof(double), &d2_bytes)) != PROTOOD_OK)
         return st;
     memset(s, 0, sizeof *s);
-    s->z = malloc(z_bytes);
-    s->start = calloc((size_t)c + 1, sizeof(int64_t));
-    s->next = malloc((size_t)c * sizeof(int64_t));
-    s->protos = malloc((size_t)bank->n_protos * (size_t)d * sizeof(float));
-    s->acc = malloc(acc_bytes);
+    s->z = pood_malloc(z_bytes);
+    s->start = pood_calloc((size_t)c + 1, sizeof(int64_t));
+    s->next = pood_malloc((size_t)c * sizeof(int64_t));
+    s->protos = pood_malloc((size_t)bank->n_protos * (size_t)d * sizeof(float));
+    s->acc = pood_malloc(acc_bytes);
     int ok = s->z && s->start && s->next && s->protos && s->acc;
     if (k > 1) {
-        s->sims = malloc(sims_bytes);
-        s->assign = malloc(assign_bytes);
-        s->count = malloc((size_t)k * sizeof(int64_t));
-        s->d2 = malloc(d2_bytes);
+        s->sims = pood_malloc(sims_bytes);
+        s->assign = pood_malloc(assign_bytes);
+        s->count = pood_malloc((size_t)k * sizeof(int64_t));
+        s->d2 = pood_malloc(d2_bytes);
         ok = ok && s->sims && s->assign && s->count && s->d2;
     }
     if (!ok) {

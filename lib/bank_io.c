@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "alloc.h"
 #include "bank.h"
 #include "errors.h"
 #include "fileio.h"
@@ -227,7 +228,7 @@ protood_status protood_bank_load(protood_bank **out, const char *path)
     bank_header h;
     if ((st = parse_header(__func__, where, head, size, &h)) != PROTOOD_OK)
         goto done;
-    data = malloc(size);
+    data = pood_malloc(size);
     if (!data) {
         st = pood_fail(PROTOOD_E_NOMEM, __func__, "%sno memory for %zu bytes", where, size);
         goto done;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "bank.h"
 #include "blas.h"
 #include "errors.h"
@@ -232,7 +233,7 @@ static protood_status cider_step_dist(const char *func, protood_bank *bank, int6
     const pood_reducer *red = &bank->reducer;
     const int64_t R = red->size, D = bank->dim;
     protood_status st = check_args(func, bank, n, h, labels);
-    double *counts = malloc((size_t)(R + 1) * sizeof *counts);
+    double *counts = pood_malloc((size_t)(R + 1) * sizeof *counts);
     if (!counts) /* no exchange is possible without it; the other ranks are left waiting */
         return pood_fail(PROTOOD_E_NOMEM, func, "no memory for %lld row counts", (long long)R);
     for (int64_t r = 0; r <= R; r++)
@@ -259,10 +260,10 @@ static protood_status cider_step_dist(const char *func, protood_bank *bank, int6
                        (long long)total);
     else if ((st = pood_checked_size(func, total, D + 1, sizeof(double), &cells)) == PROTOOD_OK &&
         (st = pood_checked_size(func, total, D, sizeof(float), &bytes)) == PROTOOD_OK) {
-        buf = calloc(1, cells);
-        hall = malloc(bytes);
-        gall = grad ? malloc(bytes) : NULL;
-        lall = malloc((size_t)total * sizeof *lall);
+        buf = pood_calloc(1, cells);
+        hall = pood_malloc(bytes);
+        gall = grad ? pood_malloc(bytes) : NULL;
+        lall = pood_malloc((size_t)total * sizeof *lall);
         if (!buf || !hall || (grad && !gall) || !lall)
             st = pood_fail(PROTOOD_E_NOMEM, func, "no memory to gather %lld rows of %lld features", (long long)total,
                            (long long)D);

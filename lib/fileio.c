@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "errors.h"
 
 static int write_all(int fd, const void *data, size_t size)
@@ -48,7 +49,7 @@ protood_status pood_write_file_atomic(const char *func, const char *path, const 
                                       size_t n_chunks)
 {
     size_t len = strlen(path);
-    char *tmp = malloc(len + 32);
+    char *tmp = pood_malloc(len + 32);
     if (!tmp)
         return pood_fail(PROTOOD_E_NOMEM, func, "no memory for a temporary file name");
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "errors.h"
 #include "validate.h"
 
@@ -133,9 +134,9 @@ static protood_status ranked_prepare(const char *func, int64_t n_in, const float
         if (isnan(s_out[j]))
             return pood_fail(PROTOOD_E_NONFINITE, func, "s_out[%lld] = %g", (long long)j, (double)s_out[j]);
 
-    uint32_t *mem = malloc(bytes);
+    uint32_t *mem = pood_malloc(bytes);
     if (!mem)
-        return pood_fail(PROTOOD_E_NOMEM, func, "sort buffer of %zu bytes", bytes);
+        return pood_fail(PROTOOD_E_NOMEM, func, "no memory for a sort buffer of %zu bytes", bytes);
     r->n_in = n_in;
     r->n_out = n_out;
     r->in = mem;

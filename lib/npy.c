@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "alloc.h"
 #include "errors.h"
 #include "fileio.h"
 
@@ -290,7 +291,7 @@ protood_status pood_npy_open(const char *func, const char *path, FILE **out, poo
                            header_len);
         goto done;
     }
-    text = malloc(header_len + 1u);
+    text = pood_malloc(header_len + 1u);
     if (!text) {
         status = pood_fail(PROTOOD_E_NOMEM, func, "path '%s': no memory for the header", path);
         goto done;
@@ -476,7 +477,7 @@ static protood_status check_read_args(const char *func, const char *path, int64_
 static protood_status read_raw(const char *func, const char *path, FILE *f, const pood_npy_header *h,
                                unsigned char **out)
 {
-    unsigned char *raw = malloc(h->data_bytes ? (size_t)h->data_bytes : 1);
+    unsigned char *raw = pood_malloc(h->data_bytes ? (size_t)h->data_bytes : 1);
     if (!raw)
         return pood_fail(PROTOOD_E_NOMEM, func, "path '%s': no memory for %llu bytes of data", path,
                          (unsigned long long)h->data_bytes);

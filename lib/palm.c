@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "bank.h"
 #include "blas.h"
 #include "errors.h"
@@ -564,7 +565,7 @@ protood_status protood_palm_assign(const protood_bank *bank, int64_t n, const fl
     if (l.overflow)
         return pood_fail(PROTOOD_E_SHAPE, __func__, "scratch for n = %lld rows x %lld prototypes overflows",
                          (long long)n, (long long)P);
-    char *base = malloc(l.size);
+    char *base = pood_malloc(l.size);
     if (!base)
         return pood_fail(PROTOOD_E_NOMEM, __func__, "no memory for %zu bytes of scratch", l.size);
     float *z = (float *)(base + o_z), *S = (float *)(base + o_s);

@@ -14,6 +14,7 @@
 #include <omp.h>
 #endif
 
+#include "alloc.h"
 #include "bank.h"
 #include "blas_threads.h"
 #include "errors.h"
@@ -56,7 +57,7 @@ protood_status protood_scorer_create(protood_scorer **out, int32_t kind, int64_t
         return st;
     if (dim > INT32_MAX) /* the BLAS takes 32-bit dimensions */
         return pood_fail(PROTOOD_E_SHAPE, __func__, "dim = %lld exceeds %d", (long long)dim, INT32_MAX);
-    protood_scorer *s = calloc(1, sizeof *s);
+    protood_scorer *s = pood_calloc(1, sizeof *s);
     if (!s)
         return pood_fail(PROTOOD_E_NOMEM, __func__, "no memory for the scorer");
     s->kind = kind;
@@ -157,7 +158,7 @@ protood_status protood_scorer_info(const protood_scorer *scorer, int32_t *kind, 
 protood_status pood_model_derive(const char *func, int32_t kind, int64_t dim, pood_model *m)
 {
     if (kind == PROTOOD_SCORER_KNN) {
-        m->row_sq = malloc((size_t)m->n_rows * sizeof(float));
+        m->row_sq = pood_malloc((size_t)m->n_rows * sizeof(float));
         if (!m->row_sq)
             return pood_fail(PROTOOD_E_NOMEM, func, "no memory for %lld row norms", (long long)m->n_rows);
         m->row_sq_max = 0.0;
@@ -171,8 +172,8 @@ protood_status pood_model_derive(const char *func, int32_t kind, int64_t dim, po
         m->row_norm_max = sqrt(m->row_sq_max);
     } else if (kind == PROTOOD_SCORER_MAHALANOBIS || kind == PROTOOD_SCORER_SSD) {
         const int64_t r = m->rank;
-        m->centres_f = malloc((size_t)m->n_centres * (size_t)r * sizeof(float));
-        m->centres_sq = malloc((size_t)m->n_centres * sizeof(double));
+        m->centres_f = pood_malloc((size_t)m->n_centres * (size_t)r * sizeof(float));
+        m->centres_sq = pood_malloc((size_t)m->n_centres * sizeof(double));
         if (!m->centres_f || !m->centres_sq)
             return pood_fail(PROTOOD_E_NOMEM, func, "no memory for %lld projected centres", (long long)m->n_centres);
         m->centres_norm_max = 0.0;
@@ -214,7 +215,7 @@ void pood_fit_free(pood_fit *f)
 protood_status pood_fit_begin(const char *func, const protood_scorer *s, int64_t n, int64_t n_classes,
                               pood_fit **out)
 {
-    pood_fit *f = calloc(1, sizeof *f);
+    pood_fit *f = pood_calloc(1, sizeof *f);
     if (!f)
         return pood_fail(PROTOOD_E_NOMEM, func, "no memory for the fit");
     f->kind = s->kind;
@@ -225,9 +226,9 @@ protood_status pood_fit_begin(const char *func, const protood_scorer *s, int64_t
     if (s->kind == PROTOOD_SCORER_KNN || s->kind == PROTOOD_SCORER_PROTOTYPE) {
         size_t bytes;
         if ((st = pood_checked_size(func, n, s->dim, sizeof(float), &bytes)) == PROTOOD_OK) {
-            f->rows_model = calloc(1, sizeof *f->rows_model);
+            f->rows_model = pood_calloc(1, sizeof *f->rows_model);
             if (f->rows_model)
-                f->rows_model->rows = malloc(bytes);
+                f->rows_model->rows = pood_malloc(bytes);
             if (!f->rows_model || !f->rows_model->rows)
                 st = pood_fail(PROTOOD_E_NOMEM, func, "no memory for %lld x %lld rows", (long long)n,
                                (long long)s->dim);
@@ -398,7 +399,7 @@ protood_status protood_scorer_fit_bank(protood_scorer *scorer, const protood_ban
     int64_t n = n_classes * per_class; /* the bank checked this product when it was created */
     if ((st = check_fit_shape(__func__, scorer, n, 0)) != PROTOOD_OK)
         return st;
-    float *protos = malloc((size_t)n * (size_t)dim * sizeof(float));
+    float *protos = pood_malloc((size_t)n * (size_t)dim * sizeof(float));
     if (!protos)
         return pood_fail(PROTOOD_E_NOMEM, __func__, "no memory for %lld prototypes", (long long)n);
     pood_fit *f = NULL;
@@ -440,8 +441,8 @@ protood_status protood_scorer_fit_stream(protood_scorer *scorer, int64_t n, int6
         batch = n;
     const int need_labels = scorer->kind == PROTOOD_SCORER_MAHALANOBIS;
     const int64_t d = scorer->dim;
-    float *rows = malloc((size_t)batch * (size_t)d * sizeof(float)); /* <= n x d, checked above */
-    int32_t *labels = need_labels ? malloc((size_t)batch * sizeof(int32_t)) : NULL;
+    float *rows = pood_malloc((size_t)batch * (size_t)d * sizeof(float)); /* <= n x d, checked above */
+    int32_t *labels = need_labels ? pood_malloc((size_t)batch * sizeof(int32_t)) : NULL;
     if (!rows || (need_labels && !labels)) {
         free(rows);
         free(labels);
@@ -523,7 +524,7 @@ static protood_status run_begin(const char *func, const protood_scorer *s, int64
     run->stride = (bytes + 63) & ~(size_t)63;
     if (run->stride > SIZE_MAX / (size_t)slots)
         return pood_fail(PROTOOD_E_SHAPE, func, "scratch for %lld threads overflows", (long long)slots);
-    run->scratch = aligned_alloc(64, run->stride * (size_t)slots);
+    run->scratch = pood_aligned_alloc(64, run->stride * (size_t)slots);
     if (!run->scratch)
         return pood_fail(PROTOOD_E_NOMEM, func, "no memory for %zu bytes of scratch", run->stride * (size_t)slots);
     return PROTOOD_OK;
@@ -624,8 +625,8 @@ protood_status protood_scorer_score_stream(const protood_scorer *scorer, int64_t
     size_t row_bytes;
     float *rows = NULL, *scores = NULL;
     if ((st = pood_checked_size(__func__, batch + tr - 1, d, sizeof(float), &row_bytes)) == PROTOOD_OK) {
-        rows = malloc(row_bytes);
-        scores = malloc((size_t)m * sizeof(float));
+        rows = pood_malloc(row_bytes);
+        scores = pood_malloc((size_t)m * sizeof(float));
     }
     if (st != PROTOOD_OK) {
         /* recorded by pood_checked_size */
@@ -742,7 +743,7 @@ static void *get_array(pood_reader *r, int64_t rows, int64_t cols, size_t elem)
         r->overrun = 1;
         return NULL;
     }
-    void *out = malloc(n * elem > 0 ? n * elem : 1);
+    void *out = pood_malloc(n * elem > 0 ? n * elem : 1);
     if (!out)
         return NULL;
     if (elem == sizeof(float))
@@ -797,7 +798,7 @@ static protood_status parse(const char *func, const char *path, const unsigned c
         *out = s;
         return PROTOOD_OK;
     }
-    pood_model *m = calloc(1, sizeof *m);
+    pood_model *m = pood_calloc(1, sizeof *m);
     if (!m) {
         protood_scorer_free(s);
         return pood_fail(PROTOOD_E_NOMEM, func, "no memory for the model");
@@ -919,7 +920,7 @@ protood_status protood_scorer_load(protood_scorer **out, const char *path)
         fclose(f);
         return pood_fail(PROTOOD_E_IO, __func__, "path '%s': cannot determine the size: %s", path, strerror(errno));
     }
-    buf = malloc(size > 0 ? (size_t)size : 1);
+    buf = pood_malloc(size > 0 ? (size_t)size : 1);
     if (!buf) {
         fclose(f);
         return pood_fail(PROTOOD_E_NOMEM, __func__, "path '%s': no memory for %ld bytes", path, size);

@@ -18,6 +18,7 @@
 #include <omp.h>
 #endif
 
+#include "alloc.h"
 #include "bank.h"
 #include "blas_threads.h"
 #include "errors.h"
@@ -65,7 +66,7 @@ static protood_status fit_knn(const char *func, protood_scorer *s, int64_t n, co
 {
     const pood_reducer *red = &s->reducer;
     const int64_t R = red->size;
-    double *buf = calloc((size_t)R + 1, sizeof *buf);
+    double *buf = pood_calloc((size_t)R + 1, sizeof *buf);
     if (!buf)
         return pood_fail(PROTOOD_E_NOMEM, func, "no memory for %lld shard sizes", (long long)R);
     if (st == PROTOOD_OK)
@@ -117,8 +118,8 @@ static protood_status fit_gauss(const char *func, protood_scorer *s, int64_t n, 
     pood_gauss_fit *g = NULL;
     pood_model *m = NULL;
     if (st == PROTOOD_OK && (st = pood_checked_size(func, R, nc, sizeof(double), &bytes)) == PROTOOD_OK) {
-        counts = calloc(1, bytes);
-        owner = malloc((size_t)nc * sizeof *owner);
+        counts = pood_calloc(1, bytes);
+        owner = pood_malloc((size_t)nc * sizeof *owner);
         if (!counts || !owner)
             st = pood_fail(PROTOOD_E_NOMEM, func, "no memory for %lld x %lld class counts", (long long)R,
                            (long long)nc);
@@ -144,8 +145,8 @@ static protood_status fit_gauss(const char *func, protood_scorer *s, int64_t n, 
     }
     if ((st = pood_gauss_fit_begin(func, s->kind, d, s->normalize, nc, &g)) == PROTOOD_OK &&
         (st = pood_checked_size(func, nc, d, sizeof(double), &bytes)) == PROTOOD_OK) {
-        shift = calloc(1, bytes);
-        moments = malloc((size_t)pood_gauss_fit_moments_count(g) * sizeof *moments);
+        shift = pood_calloc(1, bytes);
+        moments = pood_malloc((size_t)pood_gauss_fit_moments_count(g) * sizeof *moments);
         if (!shift || !moments)
             st = pood_fail(PROTOOD_E_NOMEM, func, "no memory for the %lld x %lld moments", (long long)d, (long long)d);
     }
@@ -277,10 +278,10 @@ protood_status pood_scorer_score_dist(const char *func, const protood_scorer *s,
     double *cand = NULL, *heap = NULL;
     float *qn = NULL, *scores = NULL;
     if (st == PROTOOD_OK) {
-        cand = malloc((size_t)(per * R * k) * sizeof *cand);
-        heap = malloc((size_t)threads * (size_t)k * sizeof *heap);
-        qn = malloc((size_t)threads * (size_t)d * sizeof *qn);
-        scores = malloc((size_t)m * sizeof *scores);
+        cand = pood_malloc((size_t)(per * R * k) * sizeof *cand);
+        heap = pood_malloc((size_t)threads * (size_t)k * sizeof *heap);
+        qn = pood_malloc((size_t)threads * (size_t)d * sizeof *qn);
+        scores = pood_malloc((size_t)m * sizeof *scores);
         if (!cand || !heap || !qn || !scores)
             st = pood_fail(PROTOOD_E_NOMEM, func, "no memory for %lld x %lld x %lld candidate distances",
                            (long long)per, (long long)R, (long long)k);

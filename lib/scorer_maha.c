@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "errors.h"
 #include "lapack.h"
 #include "scorer.h"
@@ -73,13 +74,13 @@ protood_status pood_gauss_fit_begin(const char *func, int32_t kind, int64_t dim,
         (st = pood_checked_size(func, dim, dim, sizeof(double), &scatter_bytes)) != PROTOOD_OK ||
         (st = pood_checked_size(func, n_classes, 1, sizeof(int64_t), &count_bytes)) != PROTOOD_OK)
         return st;
-    pood_gauss_fit *g = calloc(1, sizeof *g);
+    pood_gauss_fit *g = pood_calloc(1, sizeof *g);
     if (g) {
-        g->block = malloc(block_bytes);
-        g->shift = malloc(class_bytes);
-        g->sum = calloc(1, class_bytes);
-        g->count = calloc(1, count_bytes);
-        g->scatter = calloc(1, scatter_bytes);
+        g->block = pood_malloc(block_bytes);
+        g->shift = pood_malloc(class_bytes);
+        g->sum = pood_calloc(1, class_bytes);
+        g->count = pood_calloc(1, count_bytes);
+        g->scatter = pood_calloc(1, scatter_bytes);
     }
     if (!g || !g->block || !g->shift || !g->sum || !g->count || !g->scatter) {
         pood_gauss_fit_free(g);
@@ -143,8 +144,8 @@ static protood_status eigh(const char *func, int64_t dim, double *a, double *w)
         return pood_fail(PROTOOD_E_SHAPE, func, "dim = %lld is too large for LAPACK's 32-bit workspace sizes",
                          (long long)dim);
     pood_lapack_int n = (pood_lapack_int)dim, lwork = 1 + 6 * n + 2 * n * n, liwork = 3 + 5 * n, info = 0;
-    double *work = malloc((size_t)lwork * sizeof *work);
-    pood_lapack_int *iwork = malloc((size_t)liwork * sizeof *iwork);
+    double *work = pood_malloc((size_t)lwork * sizeof *work);
+    pood_lapack_int *iwork = pood_malloc((size_t)liwork * sizeof *iwork);
     if (!work || !iwork) {
         free(work);
         free(iwork);
@@ -171,8 +172,8 @@ protood_status pood_gauss_fit_finish(const char *func, pood_gauss_fit *g, pood_m
     flush_block(g);
 
     protood_status st = PROTOOD_OK;
-    pood_model *m = calloc(1, sizeof *m);
-    double *cov = g->scatter, *w = malloc((size_t)d * sizeof *w), *scale = malloc((size_t)d * sizeof *scale);
+    pood_model *m = pood_calloc(1, sizeof *m);
+    double *cov = g->scatter, *w = pood_malloc((size_t)d * sizeof *w), *scale = pood_malloc((size_t)d * sizeof *scale);
     double *proj_d = NULL, *diff = NULL;
     if (!m || !w || !scale) {
         st = pood_fail(PROTOOD_E_NOMEM, func, "no memory for the model");
@@ -182,7 +183,7 @@ protood_status pood_gauss_fit_finish(const char *func, pood_gauss_fit *g, pood_m
 
     /* Within-class scatter: S - sum_c d_c d_c^T / n_c, as one rank-C update of rows d_c / sqrt(n_c)
      * (written over the sums, which are not needed any more after the means below). */
-    m->origin = calloc((size_t)d, sizeof(double));
+    m->origin = pood_calloc((size_t)d, sizeof(double));
     if (!m->origin) {
         st = pood_fail(PROTOOD_E_NOMEM, func, "no memory for the model");
         goto done;
@@ -229,11 +230,11 @@ protood_status pood_gauss_fit_finish(const char *func, pood_gauss_fit *g, pood_m
         goto done;
     }
     m->rank = rank;
-    m->proj = malloc((size_t)d * (size_t)rank * sizeof(float));
-    m->signs = malloc((size_t)rank * sizeof(double));
-    m->centres = malloc((size_t)nc * (size_t)rank * sizeof(double));
-    proj_d = malloc((size_t)d * (size_t)rank * sizeof(double));
-    diff = malloc((size_t)nc * (size_t)d * sizeof(double));
+    m->proj = pood_malloc((size_t)d * (size_t)rank * sizeof(float));
+    m->signs = pood_malloc((size_t)rank * sizeof(double));
+    m->centres = pood_malloc((size_t)nc * (size_t)rank * sizeof(double));
+    proj_d = pood_malloc((size_t)d * (size_t)rank * sizeof(double));
+    diff = pood_malloc((size_t)nc * (size_t)d * sizeof(double));
     if (!m->proj || !m->signs || !m->centres || !proj_d || !diff) {
         st = pood_fail(PROTOOD_E_NOMEM, func, "no memory for the %lld x %lld projection", (long long)d,
                        (long long)rank);

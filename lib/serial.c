@@ -5,6 +5,8 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "alloc.h"
+
 static int reserve(pood_writer *w, size_t n)
 {
     if (w->failed)
@@ -18,7 +20,7 @@ static int reserve(pood_writer *w, size_t n)
     size_t cap = w->cap ? w->cap : 256;
     while (cap < w->size + n)
         cap = cap > SIZE_MAX / 2 ? w->size + n : cap * 2;
-    unsigned char *b = realloc(w->buf, cap);
+    unsigned char *b = pood_realloc(w->buf, cap);
     if (!b) {
         w->failed = 1;
         return 0;

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <stdlib.h>
 
+#include "alloc.h"
 #include "errors.h"
 #include "vecmath.h"
 #include "validate.h"
@@ -316,7 +317,7 @@ protood_status protood_sinkhorn(int64_t n, int64_t p, const float *scores, doubl
     if ((st = pood_check_finite(__func__, "scores", n, p, scores)) != PROTOOD_OK)
         return st;
     size_t scratch = pood_sinkhorn_scratch_doubles(n, p);
-    double *q = malloc(bytes + scratch * sizeof(double));
+    double *q = pood_malloc(bytes + scratch * sizeof(double));
     if (!q)
         return pood_fail(PROTOOD_E_NOMEM, __func__, "no memory for %lld x %lld assignments", (long long)n,
                          (long long)p);
