@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""Sum meson's test logs into one line "N passed, N failed". A Check suite counts each of its
-test cases (from its "Checks: N, Failures: F, Errors: E" line); any other test counts once. A
-build that has no test log (it failed to build) counts as one failure."""
+"""Sum meson's test logs into one line "N passed, N failed". Arguments are build directories (their
+meson-logs/testlog.json) or test log files (another run's --logbase). A Check suite counts each of
+its test cases (from its "Checks: N, Failures: F, Errors: E" line); any other test counts once. A
+missing log (the build failed) counts as one failure."""
 import json
 import os
 import re
@@ -10,7 +11,7 @@ import sys
 CHECK_LINE = re.compile(r"Checks: (\d+), Failures: (\d+), Errors: (\d+)")
 passed = failed = 0
 for build in sys.argv[1:]:
-    log = os.path.join(build, "meson-logs", "testlog.json")
+    log = build if build.endswith(".json") else os.path.join(build, "meson-logs", "testlog.json")
     if not os.path.exists(log):
         print(f"{build}: no test log")
         failed += 1

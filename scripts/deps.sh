@@ -5,7 +5,7 @@ set -eu
 packages="gcc g++ meson ninja-build pkg-config binutils check zlib1g-dev
           libopenblas-dev libblis-dev liblapack-dev abigail-tools python3 python3-numpy python3-sklearn
           python3-pytest python3-torch libfreetype-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin
-          fonts-dejavu-core fonts-liberation fonts-freefont-ttf fonts-urw-base35"
+          valgrind fonts-dejavu-core fonts-liberation fonts-freefont-ttf fonts-urw-base35"
 # The Rust bindings' tests need cargo: rustup's (on PATH or in ~/.cargo/bin) if there is one,
 # else Debian's (rustc 1.63; the crates keep to it).
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-${HOME:-/root}/.cargo}/bin/cargo" ]; then

@@ -3,7 +3,8 @@
 #   release  (OpenBLAS, -O2 -g)
 #   asan     (OpenBLAS, AddressSanitizer + UndefinedBehaviorSanitizer)
 #   blis     (BLIS + reference LAPACK)
-# and ends with one line "N passed, N failed" summed over every build.
+# then runs the release build's Check suites again under valgrind's memcheck (no invalid access,
+# no leak), and ends with one line "N passed, N failed" summed over every build.
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/deps.sh
@@ -31,5 +32,10 @@ for name in release asan blis; do
     meson compile -C "build/$name" >/dev/null || { echo "build/$name: build failed"; status=1; continue; }
     meson test -C "build/$name" --num-processes 2 --print-errorlogs | grep -E '^ *[0-9]+/[0-9]+ |^(Ok|Fail|Timeout):' || true
 done
-/usr/bin/python3 scripts/count_tests.py build/release build/asan build/blis || status=1
+echo "== build/release under valgrind"
+memcheck_log=build/release/meson-logs/memcheck-valgrind.json
+rm -f "$memcheck_log"
+meson test -C build/release --setup valgrind --suite check --logbase memcheck --num-processes 2 --print-errorlogs \
+    | grep -E '^ *[0-9]+/[0-9]+ |^(Ok|Fail|Timeout):' || true
+/usr/bin/python3 scripts/count_tests.py build/release build/asan build/blis "$memcheck_log" || status=1
 exit $status

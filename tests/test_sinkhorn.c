@@ -13,37 +13,69 @@
  * to 1/n, each through F.normalize, which divides by max(sum, 1e-12)), times n. Where float64
  * exp(S/eps) overflows the reference has no finite result and the library promises the exact
  * Sinkhorn instead, i.e. this without the floor. */
+static double logsumexp_strided(const double *v, int64_t count, int64_t stride)
+{
+    double m = -INFINITY, sum = 0;
+    for (int64_t k = 0; k < count; k++)
+        m = fmax(m, v[k * stride]);
+    for (int64_t k = 0; k < count; k++)
+        sum += exp(v[k * stride] - m);
+    return m + log(sum);
+}
+
+/* The reference computation in float64 (SPEC.md §3). Where float64 exp(S/eps) is finite that is
+ * the authors' code, floor included; beyond, the floor never applies and the exact Sinkhorn is
+ * computed in the log domain (its first normalisation by the total is a common factor, which the
+ * column sums cancel). No long double: valgrind computes those at float64 precision. */
 static void reference_sinkhorn(int64_t n, int64_t p, const float *s, double eps, int iters, double *out)
 {
-    long double *q = malloc((size_t)(n * p) * sizeof *q), total = 0;
-    double max_x = -INFINITY;
+    double *q = malloc((size_t)(n * p) * sizeof *q), max_x = -INFINITY, total = 0;
     for (int64_t k = 0; k < n * p; k++)
         max_x = fmax(max_x, (double)s[k] / eps);
-    const long double floor = max_x <= 709.782712893384 ? 1e-12L : 0.0L;
+    if (max_x > 709.782712893384) {
+        for (int64_t k = 0; k < n * p; k++)
+            q[k] = (double)s[k] / eps;
+        for (int it = 0; it < iters; it++) {
+            for (int64_t j = 0; j < p; j++) {
+                double lse = logsumexp_strided(q + j, n, p) + log((double)p);
+                for (int64_t i = 0; i < n; i++)
+                    q[i * p + j] -= lse;
+            }
+            for (int64_t i = 0; i < n; i++) {
+                double lse = logsumexp_strided(q + i * p, p, 1) + log((double)n);
+                for (int64_t j = 0; j < p; j++)
+                    q[i * p + j] -= lse;
+            }
+        }
+        for (int64_t k = 0; k < n * p; k++)
+            out[k] = exp(q[k]) * (double)n;
+        free(q);
+        return;
+    }
     for (int64_t k = 0; k < n * p; k++) {
-        q[k] = expl((long double)s[k] / (long double)eps);
+        q[k] = exp((double)s[k] / eps);
         total += q[k];
     }
     for (int64_t k = 0; k < n * p; k++)
         q[k] /= total;
     for (int it = 0; it < iters; it++) {
         for (int64_t j = 0; j < p; j++) {
-            long double c = 0;
+            double c = 0;
             for (int64_t i = 0; i < n; i++)
                 c += q[i * p + j];
             for (int64_t i = 0; i < n; i++)
-                q[i * p + j] /= fmaxl(c, floor) * p;
+                q[i * p + j] /= fmax(c, 1e-12) * (double)p;
         }
         for (int64_t i = 0; i < n; i++) {
-            long double r = 0;
+            double r = 0;
             for (int64_t j = 0; j < p; j++)
                 r += q[i * p + j];
             for (int64_t j = 0; j < p; j++)
-                q[i * p + j] /= fmaxl(r, floor) * n;
+                q[i * p + j] /= fmax(r, 1e-12) * (double)n;
         }
     }
     for (int64_t k = 0; k < n * p; k++)
-        out[k] = (double)(q[k] * n);
+        out[k] = q[k] * (double)n;
     free(q);
 }
 
