@@ -1,21 +1,25 @@
 """One rank of the torch.distributed tests (test_distributed.py), and the data both sides use.
 
-    distributed_worker.py RANK WORLD_SIZE INIT_FILE OUT.npz
+    distributed_worker.py RANK WORLD_SIZE INIT_FILE OUT.npz [--fail]
 
 Joins a gloo process group through a file:// rendezvous, attaches a
 protood.torch.DistributedReducer to its banks and scorers, runs this rank's share of every case
 below and saves what it saw (losses, gradients of its rows, prototypes, scores) to OUT.npz. The
 test compares those with a single process on the concatenated rows; nothing is compared here.
+With --fail, the last rank's reducer raises instead and the others meet gloo's timeout.
 """
 import datetime
 import faulthandler
+import os
 import sys
+import time
 
 import numpy as np
 
 # A peer that died leaves the others in all_reduce: gloo gives up after this, so a broken run
 # fails (the test also kills the survivors as soon as one rank exits with an error).
 TIMEOUT_S = 60
+FAIL_TIMEOUT_S = 3     # the --fail run's step waits this long for the rank that gave up
 STEPS = 3
 
 # Uneven shares, so that the global N (not R times the local one) is what the steps must use.
@@ -179,11 +183,60 @@ def run(rank, world, init_file):
     return out
 
 
+class GaveUp(Exception):
+    pass
+
+
+def run_failure(rank, world, init_file, path):
+    """The last rank's reducer raises at its first call, so that rank leaves the step at once
+    and stays alive, silent, until rank 0 has written its result: the other ranks wait in their
+    first all_reduce until the group's timeout. Every rank records its exception and whether
+    its bank moved."""
+    import torch.distributed as dist
+
+    import protood
+    import protood.torch as ptorch
+
+    protood.set_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world, timeout=datetime.timedelta(seconds=TIMEOUT_S))
+    dist.barrier()    # start the short timeout only once everybody is here
+    group = dist.new_group(timeout=datetime.timedelta(seconds=FAIL_TIMEOUT_S))
+
+    def give_up(buf):
+        raise GaveUp(f"rank {rank} gives up")
+
+    bank = palm_bank()
+    before = bank.prototypes
+    bank.set_reducer(give_up if rank == world - 1 else ptorch.DistributedReducer(group),
+                     rank, world)
+    lo, hi = shares(BATCH_ROWS[world])[rank]
+    h, y = palm_batch(0)
+    start = time.monotonic()
+    try:
+        bank.palm_step(h[lo:hi], y[lo:hi])
+    except Exception as exc:   # noqa: B902 - what came out is the result
+        out = {"type": np.array(type(exc).__name__), "message": np.array(str(exc)),
+               "notes": np.array(getattr(exc, "__notes__", [])),
+               "seconds": np.array(time.monotonic() - start),
+               "unchanged": np.array(np.array_equal(bank.prototypes, before))}
+    else:
+        out = {"type": np.array("no exception")}
+    if rank == world - 1:
+        first = os.path.join(os.path.dirname(path), "rank0.npz")    # test_distributed.launch
+        while not os.path.exists(first) and time.monotonic() - start < TIMEOUT_S:
+            time.sleep(0.05)
+    return out
+
+
 def main(argv):
     rank, world, init_file, path = int(argv[1]), int(argv[2]), argv[3], argv[4]
     # A hang that gloo's timeout does not cover: print every thread's stack and exit non-zero.
     faulthandler.dump_traceback_later(TIMEOUT_S + 15, exit=True)
-    np.savez(path, **run(rank, world, init_file))
+    if argv[5:] == ["--fail"]:
+        np.savez(path, **run_failure(rank, world, init_file, path))
+    else:
+        np.savez(path, **run(rank, world, init_file))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_w
 DEADLINE_S = 150
 
 
-def launch(world, tmp):
+def launch(world, tmp, *args):
     """Run `world` workers; return their results by rank. The first worker to fail stops the
     others at once (they would otherwise wait for it in all_reduce until the gloo timeout)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", BLIS_NUM_THREADS="1",
@@ -29,7 +29,8 @@ def launch(world, tmp):
     init = tmp / "rendezvous"
     outs = [tmp / f"rank{r}.npz" for r in range(world)]
     logs = [open(tmp / f"rank{r}.log", "w+") for r in range(world)]
-    procs = [subprocess.Popen([sys.executable, WORKER, str(r), str(world), str(init), str(outs[r])],
+    procs = [subprocess.Popen([sys.executable, WORKER, str(r), str(world), str(init), str(outs[r]),
+                               *args],
                               stdout=logs[r], stderr=subprocess.STDOUT, env=env)
              for r in range(world)]
     start = time.monotonic()
@@ -155,3 +156,21 @@ def test_reducer_over_a_subgroup(ranks):
     want = protood.Scorer("knn", w.PALM["dim"], k=w.KNN_K).fit(x[first:]).score(q)
     for r in range(1, world):
         assert np.array_equal(results[r]["group/knn"], want), f"rank {r}"
+
+
+def test_a_rank_whose_reducer_raises(tmp_path):
+    """Rank 1's reducer raises in the step's first exchange: rank 1 gets its own exception, and
+    rank 0, left alone in all_reduce, gets gloo's timeout error instead of hanging; the library
+    returned E_CALLBACK on both and neither bank moved."""
+    start = time.monotonic()
+    rank0, rank1 = launch(2, tmp_path, "--fail")
+    print(f"\nfailure run: {time.monotonic() - start:.1f} s")
+    assert str(rank1["type"]) == "GaveUp" and str(rank1["message"]) == "rank 1 gives up"
+    assert str(rank0["type"]) == "RuntimeError"
+    assert "Timed out" in str(rank0["message"]), str(rank0["message"])
+    assert w.FAIL_TIMEOUT_S - 0.5 <= float(rank0["seconds"]) < w.TIMEOUT_S
+    for r, got in enumerate((rank0, rank1)):
+        (note,) = got["notes"]
+        assert str(note).startswith(f"protood_palm_step: reducer returned 1 on rank {r} of 2 ")
+        assert str(note).endswith("[callback failed]; the bank is unchanged")
+        assert bool(got["unchanged"])
