@@ -106,6 +106,21 @@ def test_mahalanobis_fit_needs_n_classes_with_a_reducer():
     assert_rel(s.score(h), protood.Scorer("mahalanobis", 6).fit(h, y).score(h))
 
 
+def test_what_a_sharded_knn_scorer_cannot_do():
+    """docs/distributed.md: a KNN scorer fitted with a reducer holds only its shard."""
+    h, _ = data(18, n=20)
+    s = protood.Scorer("knn", 6, k=3).set_reducer(Counting()).fit(h)
+    for call in (s.to_bytes, lambda: pickle.dumps(s), lambda: s.score_stream([h]),
+                 lambda: s.set_reducer(None).score(h)):
+        with pytest.raises(protood.StateError, match="shard"):
+            call()
+    # fit_stream does not use the reducer: a local fit, which is whole again
+    counter = Counting()
+    s.set_reducer(counter).fit_stream([h[:7], h[7:]])
+    assert counter.calls == 0
+    assert np.array_equal(s.set_reducer(None).score(h), protood.Scorer("knn", 6, k=3).fit(h).score(h))
+
+
 # ---- the callback's lifetime -----------------------------------------------------------------
 
 def test_the_handle_keeps_the_callback_alive():
