@@ -34,25 +34,31 @@ def launch(world, tmp, *args):
                               stdout=logs[r], stderr=subprocess.STDOUT, env=env)
              for r in range(world)]
     start = time.monotonic()
+    failure = None
     try:
-        while any(p.poll() is None for p in procs):
-            failed = [r for r, p in enumerate(procs) if p.returncode not in (None, 0)]
-            assert not failed and time.monotonic() - start < DEADLINE_S, (
-                f"ranks {failed} failed" if failed else f"no result after {DEADLINE_S} s")
+        while failure is None:
+            codes = [p.poll() for p in procs]
+            failed = [r for r, code in enumerate(codes) if code not in (None, 0)]
+            if failed:
+                failure = f"ranks {failed} failed"
+            elif None not in codes:
+                break
+            elif time.monotonic() - start > DEADLINE_S:
+                failure = f"no result after {DEADLINE_S} s"
             time.sleep(0.05)
-        assert all(p.returncode == 0 for p in procs), "a rank failed"
-    except AssertionError as exc:
-        texts = []
-        for r, (p, log) in enumerate(zip(procs, logs)):
+    finally:
+        # whatever happened here (an interrupt too): no worker outlives the test
+        for p in procs:
             if p.poll() is None:
                 p.kill()
             p.wait()
+        texts = []
+        for r, log in enumerate(logs):
             log.seek(0)
-            texts.append(f"--- rank {r} (exit {p.returncode}):\n{log.read()[-4000:]}")
-        raise AssertionError(f"{exc}\n" + "\n".join(texts)) from None
-    finally:
-        for log in logs:
+            texts.append(f"--- rank {r} (exit {procs[r].returncode}):\n{log.read()[-4000:]}")
             log.close()
+    if failure is not None:
+        pytest.fail(f"{failure}\n" + "\n".join(texts), pytrace=False)
     return [dict(np.load(path)) for path in outs]
 
 
