@@ -16,8 +16,8 @@ docs/python.md has the whole guide.
 from . import errors
 from ._api import (FPR_KNN, FPR_OOD_POSITIVE, FPR_PERCENTILE, FPR_ROC, INIT_POSITIVE, INIT_SPHERE,
                    KNN, MAHALANOBIS, POSITIVE_IN, POSITIVE_OUT, PROTOTYPE, SSD, Bank, CiderLosses,
-                   PalmLosses, Scorer, abi_version, aupr, auroc, build_info, fpr_at_tpr, read_npy,
-                   set_threads, sinkhorn, version, version_number, write_npy)
+                   PalmLosses, Reducer, Scorer, abi_version, aupr, auroc, build_info, fpr_at_tpr,
+                   read_npy, set_threads, sinkhorn, version, version_number, write_npy)
 from ._native import ABI_VERSION, library_path
 from .errors import (CallbackError, Error, FileIOError, FormatError, InternalError,
                      InvalidArgumentError, LabelError, NonFiniteError, OutOfMemoryError, ShapeError,
@@ -26,7 +26,7 @@ from .errors import (CallbackError, Error, FileIOError, FormatError, InternalErr
 __version__ = "0.1.0"
 
 __all__ = [
-    "Bank", "Scorer", "PalmLosses", "CiderLosses",
+    "Bank", "Scorer", "PalmLosses", "CiderLosses", "Reducer",
     "sinkhorn", "auroc", "aupr", "fpr_at_tpr", "read_npy", "write_npy",
     "set_threads", "version", "version_number", "abi_version", "build_info", "library_path",
     "ABI_VERSION", "INIT_SPHERE", "INIT_POSITIVE", "KNN", "MAHALANOBIS", "SSD", "PROTOTYPE",

@@ -7,9 +7,9 @@ import threading
 import numpy as np
 
 from . import errors
-from ._native import (F32P, F64P, FEATURE_FN, HANDLE, I32P, c_double, c_int32, c_int64, c_size_t,
-                      c_uint64, check, last_error, lib)
-from .errors import E_INVALID_ARG, E_LABEL, E_SHAPE, InvalidArgumentError
+from ._native import (ALLREDUCE_FN, F32P, F64P, FEATURE_FN, HANDLE, I32P, c_double, c_int32,
+                      c_int64, c_size_t, c_uint64, check, last_error, lib)
+from .errors import E_CALLBACK, E_INVALID_ARG, E_LABEL, E_SHAPE, InvalidArgumentError
 
 # ---- constants (the numbers of protood.h) ----------------------------------------------------
 
@@ -57,6 +57,9 @@ PalmLosses = collections.namedtuple("PalmLosses", "total mle pcon")
 PalmLosses.__doc__ = "Losses of a PALM step: total = mle + lambda_pcon * pcon."
 CiderLosses = collections.namedtuple("CiderLosses", "total comp dis")
 CiderLosses.__doc__ = "Losses of a CIDER step: total = comp_weight * comp + dis."
+Reducer = collections.namedtuple("Reducer", "fn rank world_size")
+Reducer.__doc__ = ("The reducer attached to a Bank or Scorer: the callable that sums a float64 "
+                   "buffer in place over every participant, this process's rank, their number.")
 
 
 # ---- helpers -----------------------------------------------------------------------------------
@@ -247,15 +250,19 @@ class _BankParam:
         bank.set_param(self.name, value)
 
 
-class _Persistent:
-    """save/load, bytes, copies and pickling, shared by Bank and Scorer: the C functions are
-    protood_<_c_name>_save, _load, _to_buffer and _from_buffer."""
+class _Handle:
+    """What Bank and Scorer share: the C functions of a handle are protood_<_c_name>_<op>."""
 
     _c_name = None
 
     @classmethod
     def _c(cls, op):
         return getattr(lib, "protood_%s_%s" % (cls._c_name, op))
+
+
+class _Persistent(_Handle):
+    """save/load, bytes, copies and pickling, shared by Bank and Scorer: the C functions are
+    protood_<_c_name>_save, _load, _to_buffer and _from_buffer."""
 
     def save(self, path):
         """Write to a file atomically (versioned, checksummed, little-endian)."""
@@ -294,7 +301,97 @@ def _from_bytes(cls, data):
     return cls.from_bytes(data)
 
 
-class Bank(_Persistent):
+class _Trampoline:
+    """The protood_allreduce_fn behind a Python reducer: hands the library's buffer to the
+    callable as a float64 NumPy array over the same memory (no copy), which it sums in place.
+    An exception must not cross the C frames: it is kept (per thread) and the callback returns 1,
+    so that the library aborts the call with PROTOOD_E_CALLBACK, and finish() re-raises it."""
+
+    def __init__(self, fn, rank, world_size):
+        self.reducer = Reducer(fn, rank, world_size)
+        self._local = threading.local()
+        # The handle holds this object, and so the ctypes thunk the library points to.
+        self.callback = ALLREDUCE_FN(self._call)
+
+    def _call(self, user, buf, count):
+        try:
+            self.reducer.fn(np.ctypeslib.as_array(buf, shape=(count,)))
+            return 0
+        except BaseException as exc:   # noqa: B902 - everything, KeyboardInterrupt included
+            if getattr(self._local, "exc", None) is None:   # the first one stopped the call
+                self._local.exc = exc
+            return 1
+
+    def finish(self, status, what):
+        """After a C call that may have run the reducer, on the thread that made it."""
+        exc, self._local.exc = getattr(self._local, "exc", None), None
+        if exc is None:
+            check(status)
+            return
+        error = errors.from_status(status, last_error())
+        if status == E_CALLBACK:
+            # The reducer's own exception propagates, with its type and chain as raised; a
+            # PEP 678 note (shown in tracebacks from Python 3.11 on) names the library's status.
+            exc.__notes__ = [*getattr(exc, "__notes__", ()), f"{error}; the {what} is unchanged"]
+            raise exc
+        # Any other status (the library never succeeds after its reducer failed): the call failed
+        # on this rank's own arguments (E_LABEL, ...), and the reducer in the one exchange that a
+        # failing rank still joins. The library's error is the answer, the reducer's its context.
+        error.__context__ = exc
+        raise error
+
+
+class _Reducible(_Handle):
+    """Bank.set_reducer / Scorer.set_reducer: protood_<_c_name>_set_reducer."""
+
+    _trampoline = None
+
+    def set_reducer(self, fn, rank=None, world_size=None):
+        """Attach a sum-allreduce for data-parallel steps or sharded scorers (docs/distributed.md):
+        fn(buf) replaces the float64 array buf by its element-wise sum over every participant, in
+        place. rank and world_size default to fn.rank and fn.world_size (as on
+        protood.torch.DistributedReducer). fn=None detaches it. Returns self.
+
+        An exception raised by fn makes the library call fail with PROTOOD_E_CALLBACK, leaving
+        the handle unchanged on this rank, and then propagates from that call as fn raised it."""
+        func = f"{type(self).__name__}.set_reducer"
+        if fn is None:
+            trampoline = None
+            rank = 0 if rank is None else rank
+            world_size = 1 if world_size is None else world_size
+        else:
+            if not callable(fn):
+                raise _fail(E_INVALID_ARG, f"{func}: fn is a {type(fn).__name__}, expected a "
+                                           f"callable or None")
+            rank = getattr(fn, "rank", None) if rank is None else rank
+            world_size = getattr(fn, "world_size", None) if world_size is None else world_size
+            if rank is None or world_size is None:
+                raise _fail(E_INVALID_ARG, f"{func}: rank and world_size are required (fn has "
+                                           f"no rank and world_size attributes)")
+            trampoline = _Trampoline(fn, int(rank), int(world_size))
+        rank, size = _i32(func, "rank", rank), _i32(func, "world_size", world_size)
+        with self._lock.exclusive():
+            callback = trampoline.callback if trampoline else ALLREDUCE_FN()   # () is NULL
+            check(self._c("set_reducer")(self._handle, callback, None, rank, size))
+            # Only now: until the library has the new pointer, the old thunk must stay alive.
+            self._trampoline = trampoline
+        return self
+
+    @property
+    def reducer(self):
+        """The attached Reducer(fn, rank, world_size), or None. Not copied by clone, pickling or
+        saving: a copy is a single-process handle."""
+        return self._trampoline and self._trampoline.reducer
+
+    def _finish(self, status, trampoline):
+        """check(status) after a call that may have run `trampoline` (None: no reducer)."""
+        if trampoline is None:
+            check(status)
+        else:
+            trampoline.finish(status, type(self).__name__.lower())
+
+
+class Bank(_Persistent, _Reducible):
     """A bank of prototypes (n_classes x protos_per_class rows of dimension dim, class-major, unit
     norm) with the parameters of the PALM and CIDER training steps.
 
@@ -436,8 +533,8 @@ class Bank(_Persistent):
         losses = (c_double * 3)()
         g = np.empty((n, self.dim), dtype=np.float32) if grad else None
         with self._lock.exclusive():
-            check(fn(self._handle, n, _f32p(h), _i32p(y), losses,
-                     None if g is None else _f32p(g)))
+            self._finish(fn(self._handle, n, _f32p(h), _i32p(y), losses,
+                            None if g is None else _f32p(g)), self._trampoline)
         return tuple(losses), g
 
     def palm_step(self, h, labels=None, *, grad=True):
@@ -582,7 +679,7 @@ def _stream_length(func, batches, n, what):
                                f"(the library needs the row count up front)")
 
 
-class Scorer(_Persistent):
+class Scorer(_Persistent, _Reducible):
     """An OOD scorer (higher score = more in-distribution), fitted once, scoring many times.
 
         s = protood.Scorer("knn", dim=128, k=50)
@@ -689,10 +786,15 @@ class Scorer(_Persistent):
         if labels is not None:
             y = _labels("Scorer.fit", labels, n)
             if n_classes is None:
+                if self._trampoline is not None:
+                    # Every rank would take its own max(labels) + 1 and they could disagree.
+                    raise _fail(E_INVALID_ARG, "Scorer.fit: n_classes is required with a "
+                                               "reducer (this rank's labels need not hold the "
+                                               "highest class)")
                 n_classes = int(y.max()) + 1 if y.size else 0
         with self._lock.exclusive():
-            check(lib.protood_scorer_fit(self._handle, n, _f32p(x), _i32p(y),
-                                         c_int64(n_classes or 0)))
+            self._finish(lib.protood_scorer_fit(self._handle, n, _f32p(x), _i32p(y),
+                                                c_int64(n_classes or 0)), self._trampoline)
         return self
 
     def fit_bank(self, bank):
@@ -711,8 +813,12 @@ class Scorer(_Persistent):
             q = q[None, :]
         q = _matrix("Scorer.score", "q", q, self.dim)
         out = np.empty(q.shape[0], dtype=np.float32)
-        with self._lock.shared():
-            check(lib.protood_scorer_score(self._handle, q.shape[0], _f32p(q), _f32p(out)))
+        # With a reducer a score may be a collective call (a sharded KNN scorer): those of one
+        # handle run one at a time, so that each call's exchanges stay together.
+        held = self._lock.exclusive() if self._trampoline is not None else self._lock.shared()
+        with held:
+            self._finish(lib.protood_scorer_score(self._handle, q.shape[0], _f32p(q), _f32p(out)),
+                         self._trampoline)
         return out
 
     __call__ = score

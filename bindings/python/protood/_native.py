@@ -34,6 +34,8 @@ STATUS = c_int32
 #: typedef int32_t (*protood_feature_fn)(void *user, int64_t first, int64_t count,
 #:                                      float *rows_out, int32_t *labels_out);
 FEATURE_FN = ctypes.CFUNCTYPE(c_int32, c_void_p, c_int64, c_int64, F32P, I32P)
+#: typedef int32_t (*protood_allreduce_fn)(void *user, double *buf, int64_t count);
+ALLREDUCE_FN = ctypes.CFUNCTYPE(c_int32, c_void_p, F64P, c_int64)
 
 # name: (restype, argtypes)
 _SIGNATURES = {
@@ -91,6 +93,16 @@ _SIGNATURES = {
     "protood_scorer_load": (STATUS, [HANDLEP, c_char_p]),
     "protood_scorer_fit_stream": (STATUS, [HANDLE, c_int64, c_int64, FEATURE_FN, c_void_p, c_int64]),
     "protood_scorer_score_stream": (STATUS, [HANDLE, c_int64, c_int64, FEATURE_FN, c_void_p, F32P]),
+    # several processes (PROTOOD_0.2)
+    "protood_bank_set_reducer": (STATUS, [HANDLE, ALLREDUCE_FN, c_void_p, c_int32, c_int32]),
+    "protood_scorer_set_reducer": (STATUS, [HANDLE, ALLREDUCE_FN, c_void_p, c_int32, c_int32]),
+}
+
+# The version node (lib/protood.map) of the symbols added after 0.1: a library of ABI 0 built
+# before them lacks them, and the import error says which release the package needs.
+_NODES = {
+    "protood_bank_set_reducer": "PROTOOD_0.2",
+    "protood_scorer_set_reducer": "PROTOOD_0.2",
 }
 
 
@@ -129,7 +141,8 @@ def _bind(dll, path):
         try:
             fn = getattr(dll, name)
         except AttributeError:
-            raise ImportError(f"protood: {path} has no symbol {name}: not libprotood ABI "
+            raise ImportError(f"protood: {path} has no symbol {name} (version node "
+                              f"{_NODES.get(name, 'PROTOOD_0.1')}): not libprotood ABI "
                               f"{ABI_VERSION}, or too old a build") from None
         fn.restype = restype
         fn.argtypes = argtypes

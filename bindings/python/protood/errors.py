@@ -78,8 +78,9 @@ class FormatError(Error, ValueError):
 
 
 class CallbackError(Error, RuntimeError):
-    """PROTOOD_E_CALLBACK: a feature callback failed. The streaming methods re-raise the
-    exception of the Python iterator instead; this class appears only without one."""
+    """PROTOOD_E_CALLBACK: a feature callback or a reducer failed. The streaming methods and
+    the calls with a reducer re-raise the Python exception that made it fail instead; this class
+    appears only without one."""
 
 
 class UnsupportedError(Error, NotImplementedError):

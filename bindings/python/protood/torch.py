@@ -11,6 +11,13 @@ The forward pass runs one library step on a float32 CPU copy of the features (no
 updating the prototypes and computing the exact gradient of SPEC.md §3/§4, the path through the
 EMA update included); backward returns grad_output times that gradient, moved back to the
 features' device and dtype. Importing this module needs torch; `import protood` does not.
+
+Data-parallel training over torch.distributed (docs/distributed.md): attach a DistributedReducer
+to the bank on every rank and give each rank's criterion that rank's rows:
+
+    bank.set_reducer(protood.torch.DistributedReducer())      # after init_process_group
+    loss = criterion(h_local, y_local)     # the loss of the global batch, on every rank
+    (loss * dist.get_world_size()).backward()   # DDP averages: this makes it the global gradient
 """
 try:
     import torch as _torch
@@ -19,11 +26,42 @@ except ImportError as exc:   # pragma: no cover - depends on the environment
                       "the rest of protood works without it") from exc
 
 import numpy as _np
+import torch.distributed as _dist
 from torch.autograd.function import once_differentiable as _once_differentiable
 
 from ._api import Bank
 
-__all__ = ["PALMLoss", "CIDERLoss", "ProtoStep"]
+__all__ = ["PALMLoss", "CIDERLoss", "ProtoStep", "DistributedReducer"]
+
+
+class DistributedReducer:
+    """The library's sum-allreduce over torch.distributed, for Bank.set_reducer and
+    Scorer.set_reducer: rank and world_size are this process's in `group` (default: the default
+    process group, which must be initialised).
+
+    Each call sums the library's float64 buffer in place with dist.all_reduce on a CPU tensor
+    over the same memory (no copy), so the group's backend must reduce CPU tensors: gloo (or
+    mpi). With NCCL for the network, pass a gloo group made with dist.new_group(backend="gloo").
+    A failing all_reduce (a peer gone, the group's timeout) raises here; the library call then
+    fails with that exception and leaves the bank or scorer unchanged on this rank."""
+
+    def __init__(self, group=None):
+        if not _dist.is_available() or not _dist.is_initialized():
+            raise RuntimeError("DistributedReducer: torch.distributed is not initialised "
+                               "(call torch.distributed.init_process_group first)")
+        rank = _dist.get_rank(group)
+        if rank < 0:
+            raise ValueError(f"DistributedReducer: this process (global rank "
+                             f"{_dist.get_rank()}) is not a member of the group")
+        self.group = group
+        self.rank = rank
+        self.world_size = _dist.get_world_size(group)
+
+    def __call__(self, buf):
+        _dist.all_reduce(_torch.from_numpy(buf), op=_dist.ReduceOp.SUM, group=self.group)
+
+    def __repr__(self):
+        return f"<protood.torch.DistributedReducer rank={self.rank} world_size={self.world_size}>"
 
 
 def _labels_numpy(labels, n):
@@ -97,7 +135,11 @@ class _BankLoss(_torch.nn.Module):
         key = prefix + "bank"
         if key in state_dict:
             data = bytes(state_dict[key].cpu().numpy().tobytes())
-            self.bank = Bank.from_bytes(data)
+            bank = Bank.from_bytes(data)
+            # The file holds no reducer: a criterion that trains data-parallel keeps doing so.
+            if self.bank.reducer is not None:
+                bank.set_reducer(*self.bank.reducer)
+            self.bank = bank
         elif strict:
             missing_keys.append(key)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, False, missing_keys,
@@ -110,6 +152,8 @@ class PALMLoss(_BankLoss):
     forward(features, labels=None): features (batch, dim) raw projector outputs (normalised
     inside), labels (batch,) class indices or None for unsupervised PALM. Returns the scalar
     total loss mle + lambda_pcon * pcon; self.last_losses holds PalmLosses(total, mle, pcon).
+    With a reducer on the bank, features are this rank's rows, the loss is the global batch's
+    and backward gives its gradient with respect to these rows (docs/distributed.md).
     """
     _method = "palm"
 
@@ -123,7 +167,8 @@ class CIDERLoss(_BankLoss):
     PALM's 0.999).
 
     forward(features, labels): returns the scalar comp_weight * comp + dis; self.last_losses
-    holds CiderLosses(total, comp, dis).
+    holds CiderLosses(total, comp, dis). With a reducer on the bank, as PALMLoss; the global
+    batch is the ranks' rows in rank order (CIDER's sequential update depends on it).
     """
     _method = "cider"
 

@@ -2,6 +2,7 @@
 (version, threads, .npy files)."""
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 
 import protood
+from protood import _native
+from support import REPO
 
 PACKAGE = pathlib.Path(protood.__file__).resolve().parent
 
@@ -51,6 +54,35 @@ def test_not_libprotood_is_refused(tmp_path):
     lib = build_stub(tmp_path, "int unrelated(void) { return 0; }\n")
     out = run_python("import protood", {"PROTOOD_LIBRARY": str(lib)})
     assert out.returncode != 0 and "is not libprotood (no protood_abi_version)" in out.stderr
+
+
+def version_nodes():
+    """{version node: [its symbols]} of the library's linker version script."""
+    nodes, node = {}, None
+    for line in (REPO / "lib" / "protood.map").read_text().splitlines():
+        if m := re.match(r"(PROTOOD_[0-9.]+) \{", line):
+            node = nodes.setdefault(m.group(1), [])
+        elif m := re.fullmatch(r"\s*(protood_\w+);", line):
+            node.append(m.group(1))
+    return nodes
+
+
+def test_every_exported_function_is_bound():
+    nodes = version_nodes()
+    assert {"PROTOOD_0.1", "PROTOOD_0.2"} <= set(nodes)
+    assert sorted(n for names in nodes.values() for n in names) == sorted(_native._SIGNATURES)
+
+
+def test_library_without_the_0_2_symbols_is_refused(tmp_path):
+    """An ABI-0 build from before the reducer (only the PROTOOD_0.1 node) lacks symbols the
+    package binds: the import says which and from which release."""
+    stubs = "".join(f"void {name}(void) {{}}\n" for name in version_nodes()["PROTOOD_0.1"]
+                    if name != "protood_abi_version")
+    lib = build_stub(tmp_path, "uint32_t protood_abi_version(void) { return 0; }\n" + stubs)
+    out = run_python("import protood", {"PROTOOD_LIBRARY": str(lib)})
+    assert out.returncode != 0
+    assert f"ImportError: protood: {lib} has no symbol protood_bank_set_reducer (version node " \
+           f"PROTOOD_0.2): not libprotood ABI 0, or too old a build" in out.stderr, out.stderr
 
 
 def test_missing_library_names_the_path(tmp_path):
