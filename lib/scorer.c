@@ -432,6 +432,10 @@ protood_status protood_scorer_fit_stream(protood_scorer *scorer, int64_t n, int6
 {
     if (!scorer)
         return pood_fail(PROTOOD_E_INVALID_ARG, __func__, "scorer is NULL");
+    /* A local fit would silently ignore the other ranks' rows. */
+    if (scorer->reducer.fn)
+        return pood_fail(PROTOOD_E_STATE, __func__, "the scorer has a reducer: streaming fits are single-process, "
+                         "fit the rank's rows with protood_scorer_fit");
     protood_status st = check_fit_shape(__func__, scorer, n, n_classes);
     if (st != PROTOOD_OK || (st = pood_check_count(__func__, "batch", batch)) != PROTOOD_OK)
         return st;

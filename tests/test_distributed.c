@@ -603,6 +603,38 @@ START_TEST(set_reducer_arguments)
 }
 END_TEST
 
+static int32_t feed_one(void *user, int64_t first, int64_t count, float *rows, int32_t *labels)
+{
+    (void)user;
+    for (int64_t i = 0; i < count * 4; i++)
+        rows[i] = (float)(first + i + 1);
+    for (int64_t i = 0; labels && i < count; i++)
+        labels[i] = 0;
+    return 0;
+}
+
+/* Streaming fits are single-process: with a reducer attached, a fit of this rank's rows alone
+ * would be silently wrong, so it is refused before any row is pulled. */
+START_TEST(fit_stream_refuses_a_reducer)
+{
+    for (int32_t kind = PROTOOD_SCORER_KNN; kind <= PROTOOD_SCORER_SSD; kind++) {
+        protood_scorer *sc;
+        int32_t fitted = -1;
+        ck_assert_int_eq(protood_scorer_create(&sc, kind, 4), PROTOOD_OK);
+        ck_assert_int_eq(protood_scorer_set_param(sc, PROTOOD_SCORER_K, 1), PROTOOD_OK);
+        ck_assert_int_eq(protood_scorer_set_reducer(sc, never_called, NULL, 0, 2), PROTOOD_OK);
+        ck_assert_int_eq(protood_scorer_fit_stream(sc, 6, 2, feed_one, NULL, 1), PROTOOD_E_STATE);
+        ck_assert_ptr_nonnull(strstr(protood_last_error(), "protood_scorer_fit_stream: the scorer has a reducer"));
+        ck_assert_int_eq(protood_scorer_info(sc, NULL, NULL, &fitted), PROTOOD_OK);
+        ck_assert_int_eq(fitted, 0);
+        /* detached, the same stream fits */
+        ck_assert_int_eq(protood_scorer_set_reducer(sc, NULL, NULL, 0, 1), PROTOOD_OK);
+        ck_assert_int_eq(protood_scorer_fit_stream(sc, 6, 2, feed_one, NULL, 1), PROTOOD_OK);
+        protood_scorer_free(sc);
+    }
+}
+END_TEST
+
 int main(void)
 {
     protood_set_threads(1);   /* R threads already share two cores */
@@ -624,6 +656,7 @@ int main(void)
     tcase_add_test(tf, failing_reducer_scorer);
     tcase_add_loop_test(tf, bad_argument_on_one_rank, 0, 2);
     tcase_add_test(tf, set_reducer_arguments);
+    tcase_add_test(tf, fit_stream_refuses_a_reducer);
     suite_add_tcase(s, tf);
     return tu_run_suite(s);
 }

@@ -97,9 +97,9 @@ END_TEST
 START_TEST(versions_agree)
 {
     ck_assert_uint_eq(protood_version_number(), PROTOOD_VERSION_NUMBER);
-    ck_assert_uint_eq(protood_version_number(), 100); /* 0.1.0 */
+    ck_assert_uint_eq(protood_version_number(), 200); /* 0.2.0 */
     ck_assert_str_eq(protood_version_string(), PROTOOD_VERSION_STRING);
-    ck_assert_str_eq(protood_version_string(), "0.1.0");
+    ck_assert_str_eq(protood_version_string(), "0.2.0");
     ck_assert_uint_eq(protood_abi_version(), PROTOOD_ABI_VERSION);
     ck_assert_uint_eq(protood_abi_version(), 0);
     char expect[32];
@@ -113,7 +113,7 @@ START_TEST(build_info_describes_the_build)
 {
     const char *info = protood_build_info();
     ck_assert_ptr_nonnull(info);
-    ck_assert_int_eq(strncmp(info, "version=0.1.0;abi=0;blas=", 25), 0);
+    ck_assert_int_eq(strncmp(info, "version=0.2.0;abi=0;blas=", 25), 0);
     const char *expected_blas = getenv("PROTOOD_EXPECT_BLAS");
     ck_assert_msg(expected_blas && *expected_blas, "PROTOOD_EXPECT_BLAS not set by meson");
     ck_assert_int_eq(strncmp(info + 25, expected_blas, strlen(expected_blas)), 0);

@@ -331,46 +331,46 @@ static protood_status run_metrics(world *w)
 #define PROTO PROTOOD_SCORER_PROTOTYPE
 
 static const fault_case cases[] = {
-    {"bank_create", 0, 0, 0, 0, 0, run_bank_create, 1},
-    {"bank_clone", 1, 0, 0, 0, 0, run_bank_clone, 1},
-    {"init_from_features (class means)", 2, 0, 0, 0, 0, run_init_means},
-    {"init_from_features (k-means++)", 1, 0, 0, 0, 0, run_init_kmeans},
-    {"palm_step", 1, 0, 0, 0, 0, run_palm_step},
-    {"palm_step with a reducer", 1, 1, 0, 0, 0, run_palm_step},
-    {"cider_step", 2, 0, 0, 0, 0, run_cider_step},
-    {"cider_step with a reducer", 2, 1, 0, 0, 0, run_cider_step},
-    {"palm_assign", 1, 0, 0, 0, 0, run_palm_assign},
-    {"sinkhorn", 0, 0, 0, 0, 0, run_sinkhorn},
-    {"bank_save", 1, 0, 0, 0, 1, run_bank_save},
-    {"bank_load", 1, 0, 0, 0, 1, run_bank_load, 1},
-    {"bank_from_buffer", 1, 0, 0, 0, 0, run_bank_from_buffer, 1},
-    {"scorer_create", 0, 0, 0, 0, 0, run_scorer_create, 2},
-    {"fit knn", 0, 0, KNN, 0, 0, run_refit},
-    {"fit mahalanobis", 0, 0, MAHA, 0, 0, run_refit},
-    {"fit ssd", 0, 0, SSD, 0, 0, run_refit},
-    {"fit prototype", 0, 0, PROTO, 0, 0, run_refit},
-    {"fit_bank prototype", 1, 0, PROTO, 0, 0, run_fit_bank},
-    {"fit_stream knn", 0, 0, KNN, 0, 0, run_fit_stream},
-    {"fit_stream mahalanobis", 0, 0, MAHA, 0, 0, run_fit_stream},
-    {"fit knn with a reducer", 0, 0, KNN, 1, 0, run_refit},
-    {"fit mahalanobis with a reducer", 0, 0, MAHA, 1, 0, run_refit},
-    {"fit ssd with a reducer", 0, 0, SSD, 1, 0, run_refit},
-    {"score knn", 0, 0, KNN, 0, 0, run_score},
-    {"score knn with a reducer", 0, 0, KNN, 1, 0, run_score},
-    {"score mahalanobis", 0, 0, MAHA, 0, 0, run_score},
-    {"score_stream ssd", 0, 0, SSD, 0, 0, run_score_stream},
-    {"score_stream prototype", 0, 0, PROTO, 0, 0, run_score_stream},
-    {"scorer_save knn", 0, 0, KNN, 0, 2, run_scorer_save},
-    {"scorer_save mahalanobis", 0, 0, MAHA, 0, 2, run_scorer_save},
-    {"scorer_load knn", 0, 0, KNN, 0, 2, run_scorer_load, 2},
-    {"scorer_load mahalanobis", 0, 0, MAHA, 0, 2, run_scorer_load, 2},
-    {"scorer_load ssd", 0, 0, SSD, 0, 2, run_scorer_load, 2},
-    {"scorer_load prototype", 0, 0, PROTO, 0, 2, run_scorer_load, 2},
-    {"scorer_to_buffer knn", 0, 0, KNN, 0, 0, run_scorer_to_buffer},
-    {"scorer_to_buffer ssd", 0, 0, SSD, 0, 0, run_scorer_to_buffer},
-    {"scorer_from_buffer knn", 0, 0, KNN, 0, 0, run_scorer_from_buffer, 2},
-    {"scorer_from_buffer mahalanobis", 0, 0, MAHA, 0, 0, run_scorer_from_buffer, 2},
-    {"metrics", 0, 0, 0, 0, 0, run_metrics},
+    {.name = "bank_create", .run = run_bank_create, .makes = 1},
+    {.name = "bank_clone", .with_bank = 1, .run = run_bank_clone, .makes = 1},
+    {.name = "init_from_features (class means)", .with_bank = 2, .run = run_init_means},
+    {.name = "init_from_features (k-means++)", .with_bank = 1, .run = run_init_kmeans},
+    {.name = "palm_step", .with_bank = 1, .run = run_palm_step},
+    {.name = "palm_step with a reducer", .with_bank = 1, .bank_reducer = 1, .run = run_palm_step},
+    {.name = "cider_step", .with_bank = 2, .run = run_cider_step},
+    {.name = "cider_step with a reducer", .with_bank = 2, .bank_reducer = 1, .run = run_cider_step},
+    {.name = "palm_assign", .with_bank = 1, .run = run_palm_assign},
+    {.name = "sinkhorn", .run = run_sinkhorn},
+    {.name = "bank_save", .with_bank = 1, .with_file = 1, .run = run_bank_save},
+    {.name = "bank_load", .with_bank = 1, .with_file = 1, .run = run_bank_load, .makes = 1},
+    {.name = "bank_from_buffer", .with_bank = 1, .run = run_bank_from_buffer, .makes = 1},
+    {.name = "scorer_create", .run = run_scorer_create, .makes = 2},
+    {.name = "fit knn", .scorer_kind = KNN, .run = run_refit},
+    {.name = "fit mahalanobis", .scorer_kind = MAHA, .run = run_refit},
+    {.name = "fit ssd", .scorer_kind = SSD, .run = run_refit},
+    {.name = "fit prototype", .scorer_kind = PROTO, .run = run_refit},
+    {.name = "fit_bank prototype", .with_bank = 1, .scorer_kind = PROTO, .run = run_fit_bank},
+    {.name = "fit_stream knn", .scorer_kind = KNN, .run = run_fit_stream},
+    {.name = "fit_stream mahalanobis", .scorer_kind = MAHA, .run = run_fit_stream},
+    {.name = "fit knn with a reducer", .scorer_kind = KNN, .scorer_reducer = 1, .run = run_refit},
+    {.name = "fit mahalanobis with a reducer", .scorer_kind = MAHA, .scorer_reducer = 1, .run = run_refit},
+    {.name = "fit ssd with a reducer", .scorer_kind = SSD, .scorer_reducer = 1, .run = run_refit},
+    {.name = "score knn", .scorer_kind = KNN, .run = run_score},
+    {.name = "score knn with a reducer", .scorer_kind = KNN, .scorer_reducer = 1, .run = run_score},
+    {.name = "score mahalanobis", .scorer_kind = MAHA, .run = run_score},
+    {.name = "score_stream ssd", .scorer_kind = SSD, .run = run_score_stream},
+    {.name = "score_stream prototype", .scorer_kind = PROTO, .run = run_score_stream},
+    {.name = "scorer_save knn", .scorer_kind = KNN, .with_file = 2, .run = run_scorer_save},
+    {.name = "scorer_save mahalanobis", .scorer_kind = MAHA, .with_file = 2, .run = run_scorer_save},
+    {.name = "scorer_load knn", .scorer_kind = KNN, .with_file = 2, .run = run_scorer_load, .makes = 2},
+    {.name = "scorer_load mahalanobis", .scorer_kind = MAHA, .with_file = 2, .run = run_scorer_load, .makes = 2},
+    {.name = "scorer_load ssd", .scorer_kind = SSD, .with_file = 2, .run = run_scorer_load, .makes = 2},
+    {.name = "scorer_load prototype", .scorer_kind = PROTO, .with_file = 2, .run = run_scorer_load, .makes = 2},
+    {.name = "scorer_to_buffer knn", .scorer_kind = KNN, .run = run_scorer_to_buffer},
+    {.name = "scorer_to_buffer ssd", .scorer_kind = SSD, .run = run_scorer_to_buffer},
+    {.name = "scorer_from_buffer knn", .scorer_kind = KNN, .run = run_scorer_from_buffer, .makes = 2},
+    {.name = "scorer_from_buffer mahalanobis", .scorer_kind = MAHA, .run = run_scorer_from_buffer, .makes = 2},
+    {.name = "metrics", .run = run_metrics},
 };
 
 START_TEST(every_allocation_fails_cleanly)
@@ -384,8 +384,8 @@ END_TEST
 START_TEST(npy_every_allocation)
 {
     make_data();
-    static const fault_case rd = {"npy_read_f32", 0, 0, 0, 0, 0, run_npy_read};
-    static const fault_case wr = {"npy_write_f32", 0, 0, 0, 0, 0, run_npy_write};
+    static const fault_case rd = {.name = "npy_read_f32", .run = run_npy_read};
+    static const fault_case wr = {.name = "npy_write_f32", .run = run_npy_write};
     const fault_case *both[] = {&rd, &wr};
     for (int i = 0; i < 2; i++) {
         long failures = 0;
@@ -466,9 +466,9 @@ static int save_in_child(world *w, save_fn save, long limit)
 }
 
 static const fault_case file_cases[] = {
-    {"bank_save", 1, 0, 0, 0, 1, run_bank_save},
-    {"scorer_save", 0, 0, KNN, 0, 2, run_scorer_save},
-    {"npy_write", 1, 0, 0, 0, 1, run_npy_write},
+    {.name = "bank_save", .with_bank = 1, .with_file = 1, .run = run_bank_save},
+    {.name = "scorer_save", .scorer_kind = KNN, .with_file = 2, .run = run_scorer_save},
+    {.name = "npy_write", .with_bank = 1, .with_file = 1, .run = run_npy_write},
 };
 
 START_TEST(full_disk_keeps_previous_file)
@@ -548,11 +548,11 @@ START_TEST(reducer_failure_at_every_call)
 {
     make_data();
     static const fault_case step_cases[] = {
-        {"palm_step", 1, 0, 0, 0, 0, run_palm_step},
-        {"cider_step", 2, 0, 0, 0, 0, run_cider_step},
-        {"fit knn", 0, 0, KNN, 0, 0, run_refit},
-        {"fit mahalanobis", 0, 0, MAHA, 0, 0, run_refit},
-        {"fit ssd", 0, 0, SSD, 0, 0, run_refit},
+        {.name = "palm_step", .with_bank = 1, .run = run_palm_step},
+        {.name = "cider_step", .with_bank = 2, .run = run_cider_step},
+        {.name = "fit knn", .scorer_kind = KNN, .run = run_refit},
+        {.name = "fit mahalanobis", .scorer_kind = MAHA, .run = run_refit},
+        {.name = "fit ssd", .scorer_kind = SSD, .run = run_refit},
     };
     for (size_t i = 0; i < sizeof step_cases / sizeof *step_cases; i++) {
         const fault_case *c = &step_cases[i];

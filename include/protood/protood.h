@@ -648,8 +648,8 @@ typedef int32_t (*protood_feature_fn)(void *user, int64_t first, int64_t count, 
  * protood_scorer_fit on n rows pulled in batches of `batch` (>= 1; larger than n means one call).
  * KNN and PROTOTYPE keep the rows (n x dim floats); MAHALANOBIS and SSD accumulate float64
  * moments in one pass and hold only one batch at a time. n_classes as for protood_scorer_fit.
- * Errors: those of protood_scorer_fit, INVALID_ARG (fn NULL, batch < 1), CALLBACK. Needs
- * exclusive access. @since 0.1
+ * Errors: those of protood_scorer_fit, INVALID_ARG (fn NULL, batch < 1), CALLBACK, STATE (a
+ * reducer is attached: streaming fits are single-process). Needs exclusive access. @since 0.1
  */
 PROTOOD_API protood_status protood_scorer_fit_stream(protood_scorer *scorer, int64_t n, int64_t batch,
                                                      protood_feature_fn fn, void *user, int64_t n_classes);

@@ -23,7 +23,7 @@ from .errors import (CallbackError, Error, FileIOError, FormatError, InternalErr
                      InvalidArgumentError, LabelError, NonFiniteError, OutOfMemoryError, ShapeError,
                      StateError, UnsupportedError)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Bank", "Scorer", "PalmLosses", "CiderLosses", "Reducer",

@@ -35,8 +35,8 @@ def build_stub(tmp_path, body):
 
 
 def test_version_and_build_info():
-    assert protood.version() == "0.1.0" == protood.__version__
-    assert protood.version_number() == 100
+    assert protood.version() == "0.2.0" == protood.__version__
+    assert protood.version_number() == 200
     assert protood.abi_version() == protood.ABI_VERSION == 0
     info = protood.build_info()
     assert info["abi"] == "0" and info["version"] == protood.version() and "blas" in info

@@ -114,11 +114,14 @@ def test_what_a_sharded_knn_scorer_cannot_do():
                  lambda: s.set_reducer(None).score(h)):
         with pytest.raises(protood.StateError, match="shard"):
             call()
-    # fit_stream does not use the reducer: a local fit, which is whole again
+    # fit_stream is single-process: with a reducer it refuses rather than fit this rank alone
     counter = Counting()
-    s.set_reducer(counter).fit_stream([h[:7], h[7:]])
+    with pytest.raises(protood.StateError, match="reducer"):
+        s.set_reducer(counter).fit_stream([h[:7], h[7:]])
     assert counter.calls == 0
-    assert np.array_equal(s.set_reducer(None).score(h), protood.Scorer("knn", 6, k=3).fit(h).score(h))
+    # without one, a local fit, which is whole again
+    s.set_reducer(None).fit_stream([h[:7], h[7:]])
+    assert np.array_equal(s.score(h), protood.Scorer("knn", 6, k=3).fit(h).score(h))
 
 
 # ---- the callback's lifetime -----------------------------------------------------------------

@@ -32,11 +32,11 @@ pub const PROTOOD_E_INTERNAL: protood_status = -99;
 // Compile-time version of the library these declarations describe (protood_version.h, which
 // meson generates from meson.build's project version and soversion).
 pub const PROTOOD_VERSION_MAJOR: u32 = 0;
-pub const PROTOOD_VERSION_MINOR: u32 = 1;
+pub const PROTOOD_VERSION_MINOR: u32 = 2;
 pub const PROTOOD_VERSION_PATCH: u32 = 0;
 pub const PROTOOD_VERSION_NUMBER: u32 =
     PROTOOD_VERSION_MAJOR * 10000 + PROTOOD_VERSION_MINOR * 100 + PROTOOD_VERSION_PATCH;
-pub const PROTOOD_VERSION_STRING: &str = "0.1.0";
+pub const PROTOOD_VERSION_STRING: &str = "0.2.0";
 /// The SONAME number these declarations were written for; compare with
 /// [`protood_abi_version`] at load time.
 pub const PROTOOD_ABI_VERSION: u32 = 0;
