@@ -5,46 +5,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "refsteps.h"
 #include "sinkhorn.h"
 #include "testutil.h"
 #include "vecmath.h"
 
-/* SPEC.md §2 as the reference code does it: Q = exp(S/eps), Q /= sum, T x (columns to 1/p, rows
- * to 1/n, each through F.normalize, which divides by max(sum, 1e-12)), times n. Where float64
- * exp(S/eps) overflows the reference has no finite result and the library promises the exact
- * Sinkhorn instead, i.e. this without the floor. */
+/* The long-double reference of refsteps.c on float32 scores. */
 static void reference_sinkhorn(int64_t n, int64_t p, const float *s, double eps, int iters, double *out)
 {
-    long double *q = malloc((size_t)(n * p) * sizeof *q), total = 0;
-    double max_x = -INFINITY;
+    double *sd = malloc((size_t)(n * p) * sizeof *sd);
     for (int64_t k = 0; k < n * p; k++)
-        max_x = fmax(max_x, (double)s[k] / eps);
-    const long double floor = max_x <= 709.782712893384 ? 1e-12L : 0.0L;
-    for (int64_t k = 0; k < n * p; k++) {
-        q[k] = expl((long double)s[k] / (long double)eps);
-        total += q[k];
-    }
-    for (int64_t k = 0; k < n * p; k++)
-        q[k] /= total;
-    for (int it = 0; it < iters; it++) {
-        for (int64_t j = 0; j < p; j++) {
-            long double c = 0;
-            for (int64_t i = 0; i < n; i++)
-                c += q[i * p + j];
-            for (int64_t i = 0; i < n; i++)
-                q[i * p + j] /= fmaxl(c, floor) * p;
-        }
-        for (int64_t i = 0; i < n; i++) {
-            long double r = 0;
-            for (int64_t j = 0; j < p; j++)
-                r += q[i * p + j];
-            for (int64_t j = 0; j < p; j++)
-                q[i * p + j] /= fmaxl(r, floor) * n;
-        }
-    }
-    for (int64_t k = 0; k < n * p; k++)
-        out[k] = (double)(q[k] * n);
-    free(q);
+        sd[k] = s[k];
+    tu_ref_sinkhorn(n, p, sd, eps, iters, out);
+    free(sd);
 }
 
 /* Deterministic pseudo-random scores in [lo, hi]. */
