@@ -242,6 +242,7 @@ protood_status pood_gauss_fit_finish(const char *func, pood_gauss_fit *g, pood_m
                        (long long)rank);
         goto done;
     }
+    double proj_max = 0.0;
     for (int64_t j = 0, t = 0; j < d; j++) {
         if (!(fabs(w[j]) > cutoff))
             continue;
@@ -252,10 +253,20 @@ protood_status pood_gauss_fit_finish(const char *func, pood_gauss_fit *g, pood_m
              * every kept eigenvector is exactly 0 there; write that 0 rather than rounding noise
              * divided by 1e-10. */
             double v = scale[i] == 0.0 ? 0.0 : cov[j * d + i] * inv_sqrt / scale[i];
+            proj_max = fabs(v) > proj_max ? fabs(v) : proj_max;
             m->proj[i * rank + t] = (float)v;
             proj_d[i * rank + t] = (double)m->proj[i * rank + t]; /* centres use the W queries see */
         }
         t++;
+    }
+    /* The projection scales by 1/sqrt of the eigenvalues: raw features (normalize = 0) spread by
+     * less than about 1e-31 give entries beyond float32, and every score would be -inf or NaN. */
+    if (!(proj_max <= FLT_MAX)) {
+        st = pood_fail(PROTOOD_E_INVALID_ARG, func,
+                       "x: the %s covariance is too small for float32, its projection reaches %g (raw features "
+                       "spread by less than about 1e-31: scale them up or set normalize = 1)",
+                       ssd ? "feature" : "class-centred", proj_max);
+        goto done;
     }
     /* Projected centres W^T (mu_c - origin), in double. */
     for (int64_t c = 0; c < nc; c++)

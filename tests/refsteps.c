@@ -10,6 +10,17 @@
 #include "palm.h"
 #include "testutil.h"
 
+/* Finite-difference step for an entry of row h: 1e-6, or 1e-18 for a row of norm below n2's
+ * floor of 1e-12 (a magnitude-1e-30 row), where z = h / 1e-12 is linear in h and a step must
+ * keep the row below the floor. */
+static double fd_step(const double *h, int64_t d)
+{
+    double s = 0;
+    for (int64_t j = 0; j < d; j++)
+        s += h[j] * h[j];
+    return sqrt(s) < 1e-12 ? 1e-18 : 1e-6;
+}
+
 static double max_abs_err(const float *got, const double *want, size_t n)
 {
     double e = 0, scale = 1;
@@ -284,9 +295,8 @@ tu_step_check tu_check_palm_step(const tu_palm_params *rp, protood_bank *b, int6
     /* central differences of the total loss and of lambda * L_pcon alone */
     double *fd = malloc((size_t)(n * D) * sizeof *fd);
     tu_step_check c = {0, 0, 0};
-    const double step = 1e-6;
     for (int64_t k = 0; k < n * D; k++) {
-        double lp[3], lm[3], keep = hd[k];
+        double lp[3], lm[3], keep = hd[k], step = fd_step(hd + k / D * D, D);
         hd[k] = keep + step;
         tu_ref_palm(rp, n, hd, y, p0, lp, NULL, NULL, &fz);
         hd[k] = keep - step;
@@ -414,9 +424,8 @@ tu_step_check tu_check_cider_step(const tu_cider_params *rp, protood_bank *b, in
 
     double *fd = malloc((size_t)(n * D) * sizeof *fd);
     tu_step_check c = {0, 0, 0};
-    const double step = 1e-6;
     for (int64_t k = 0; k < n * D; k++) {
-        double lp[3], lm[3], keep = hd[k];
+        double lp[3], lm[3], keep = hd[k], step = fd_step(hd + k / D * D, D);
         hd[k] = keep + step;
         tu_ref_cider(rp, n, hd, y, p0, lp, NULL, mu);
         hd[k] = keep - step;

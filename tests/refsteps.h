@@ -44,7 +44,7 @@ typedef struct tu_step_check {
 
 /* One PALM step of bank b (parameters rp) on h (n x D, labels y or NULL) against tu_ref_palm:
  * losses within 1e-5 relative, prototypes, A and W within 1e-5, the gradient within 1e-4 of
- * central differences (step 1e-6: rows of moderate norm). Moves b. */
+ * central differences (step 1e-6, or 1e-18 in rows below n2's 1e-12 floor). Moves b. */
 tu_step_check tu_check_palm_step(const tu_palm_params *rp, protood_bank *b, int64_t n, const float *h,
                                  const int32_t *y);
 

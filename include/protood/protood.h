@@ -578,7 +578,8 @@ PROTOOD_API protood_status protood_scorer_info(const protood_scorer *scorer, int
  * x as its prototypes; MAHALANOBIS and SSD keep only means and a dim x rank projection.
  * A refit replaces the fitted state only if it succeeds; on failure the scorer is as before.
  * Errors: INVALID_ARG (NULL scorer or x or labels, n < 1, k > n, n_classes out of range, a class
- * without rows, a zero covariance), NONFINITE (NaN/Inf, or an all-zero row when normalising),
+ * without rows, a zero covariance or, with NORMALIZE = 0, one too small for float32 projections:
+ * raw features spread by less than about 1e-31), NONFINITE (NaN/Inf, or an all-zero row when normalising),
  * LABEL, SHAPE (size overflow), NOMEM, INTERNAL (LAPACK failure). Needs exclusive access.
  * @since 0.1
  */
