@@ -9,6 +9,7 @@
  * also what the ThreadSanitizer build (build/tsan, scripts/test.sh) runs to find data races that
  * happen to give the right values. */
 #include <dirent.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -137,9 +138,9 @@ static void *score_everything(void *arg)
             /* threads start on different kinds, so every kind is scored by several at once */
             int kind = (t + r + k) % KINDS;
             const protood_scorer *s = set->s[kind];
-            int64_t dim;
-            int32_t info_kind, fitted;
-            double kk, norm;
+            int64_t dim = 0;
+            int32_t info_kind = 0, fitted = 0;
+            double kk = NAN, norm = NAN;
             memset(got, 0xff, (size_t)m * sizeof *got);
             stream_src src = {set->q[t], 0};
             protood_status st = protood_scorer_info(s, &info_kind, &dim, &fitted);
