@@ -203,7 +203,9 @@ START_TEST(one_scorer_of_each_kind_scored_by_many_threads)
     }
     for (int t = 0; t < T; t++) {
         set.m[t] = 150 + 37 * t;
-        set.q[t] = make_rows(100 + (uint64_t)t, set.m[t], d, C, malloc((size_t)set.m[t] * sizeof(int32_t)));
+        int32_t *yq = malloc((size_t)set.m[t] * sizeof *yq);   /* queries near the class centres */
+        set.q[t] = make_rows(100 + (uint64_t)t, set.m[t], d, C, yq);
+        free(yq);
         for (int k = 0; k < KINDS; k++) {
             set.want[k][t] = malloc((size_t)set.m[t] * sizeof(float));
             ck_assert_int_eq(protood_scorer_score(set.s[k], set.m[t], set.q[t], set.want[k][t]), PROTOOD_OK);
