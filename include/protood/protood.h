@@ -152,8 +152,8 @@ PROTOOD_API protood_status protood_bank_init_random(protood_bank *bank, int32_t 
                                                     uint64_t seed);
 
 /**
- * Initialise the prototypes from `n` feature rows `x` (n x D, raw: every row is n2-normalised
- * first) with their class `labels` (n values in [0, n_classes)). Parameters are not changed.
+ * Initialise the prototypes from `n` feature rows `x` (n x D, raw: every row is scaled to unit
+ * norm first, whatever its magnitude) with their class `labels` (n values in [0, n_classes)). Parameters are not changed.
  *
  * K = 1 (the CIDER reference): the prototype of class c is n2 of the mean of its normalised rows;
  * `seed` is not used.
