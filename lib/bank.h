@@ -48,9 +48,11 @@ double pood_bank_param_default(int32_t key);
 
 /* Row-wise n2 of SPEC.md §1: x / max(||x||, 1e-12), with the norm accumulated in double. */
 void pood_normalize_rows(int64_t n, int64_t dim, const float *in, float *out);
-/* x / ||x|| without the 1e-12 floor, for rows that become prototypes: any finite non-zero float32
- * row then gets unit norm (its squares can neither underflow nor overflow a double), whereas n2
- * leaves a row of norm below 1e-12 short of unit length. Rows must not be all zero. */
+/* x / ||x|| without the 1e-12 floor, for rows that become prototypes and for the scorers' inputs:
+ * any finite non-zero float32 row then gets unit norm (its squares can neither underflow nor
+ * overflow a double), whereas n2 leaves a row of norm below 1e-12 short of unit length (a row of
+ * magnitude 1e-30 would become a vector of norm 1e-18, scoring as the origin). Rows must not be
+ * all zero. */
 void pood_unit_rows(int64_t n, int64_t dim, const float *in, float *out);
 
 /* Fill bank->protos with a random scheme (validated by the caller). */

@@ -106,9 +106,15 @@ static protood_status cider_step(const char *func, protood_bank *bank, int64_t n
             ss += v * v;
         }
         vn[i] = sqrt(ss);
-        double inv = 1.0 / (vn[i] > NORM_EPS ? vn[i] : NORM_EPS);
-        for (int64_t j = 0; j < D; j++)
-            p[j] = (float)((m * p[j] + (1.0 - m) * zi[j]) * inv);
+        /* An update that cancels (m <= 0.5 and z_t opposite to p_{t-1}, e.g. any such row when
+         * D = 1) is skipped: n2 would leave a zero or shortened prototype, no direction, and a
+         * bank that could not be loaded once saved. Then p_t = p_{t-1} and z_t gets no gradient
+         * through it. */
+        if (vn[i] > NORM_EPS) {
+            double inv = 1.0 / vn[i];
+            for (int64_t j = 0; j < D; j++)
+                p[j] = (float)((m * p[j] + (1.0 - m) * zi[j]) * inv);
+        }
         if (grad)
             memcpy(hist + i * D, p, (size_t)D * sizeof *p);
     }
@@ -180,17 +186,14 @@ static protood_status cider_step(const char *func, protood_bank *bank, int64_t n
                 double *gb = gbar + (int64_t)labels[i] * D;
                 const float *p = hist + i * D;
                 float *gi = grad + i * D;
-                if (vn[i] > NORM_EPS) {
-                    double dot = 0.0;
-                    for (int64_t j = 0; j < D; j++)
-                        dot += p[j] * gb[j];
-                    double inv = 1.0 / vn[i];
-                    for (int64_t j = 0; j < D; j++)
-                        gb[j] = (gb[j] - p[j] * dot) * inv;
-                } else {
-                    for (int64_t j = 0; j < D; j++)
-                        gb[j] /= NORM_EPS;
-                }
+                if (!(vn[i] > NORM_EPS))
+                    continue; /* a skipped update: p_t = p_{t-1} passes gbar on unchanged */
+                double dot = 0.0;
+                for (int64_t j = 0; j < D; j++)
+                    dot += p[j] * gb[j];
+                double inv = 1.0 / vn[i];
+                for (int64_t j = 0; j < D; j++)
+                    gb[j] = (gb[j] - p[j] * dot) * inv;
                 for (int64_t j = 0; j < D; j++) {
                     gi[j] += (float)((1.0 - m) * gb[j]);
                     gb[j] *= m;

@@ -397,7 +397,16 @@ protood_status pood_palm_step(const char *func, protood_bank *bank, int64_t n, c
             ss += v * v;
         }
         double nrm = sqrt(ss);
-        double inv = 1.0 / (nrm > NORM_EPS ? nrm : NORM_EPS);
+        if (!(nrm > NORM_EPS)) {
+            /* The update cancels (momentum <= 0.5 and rows opposite to the prototype, e.g. any
+             * such row when D = 1): n2 would make it a zero or shortened vector, which is no
+             * direction and which a saved bank could not be loaded with. The row stays, and like
+             * an unassigned one it is outside the gradient path. */
+            memcpy(row, old, (size_t)D * sizeof *row);
+            vinv[r] = 0.0;
+            continue;
+        }
+        double inv = 1.0 / nrm;
         for (int64_t j = 0; j < D; j++)
             row[j] = (float)((m * old[j] + (1.0 - m) * row[j]) * inv);
         vinv[r] = inv;

@@ -254,7 +254,7 @@ void pood_fit_add(pood_fit *f, int64_t count, const float *rows, const int32_t *
     } else {
         float *dst = f->rows_model->rows + f->added * f->dim;
         if (f->normalize)
-            pood_normalize_rows(count, f->dim, rows, dst);
+            pood_unit_rows(count, f->dim, rows, dst);
         else
             memcpy(dst, rows, (size_t)count * (size_t)f->dim * sizeof(float));
     }

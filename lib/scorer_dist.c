@@ -302,7 +302,7 @@ protood_status pood_scorer_score_dist(const char *func, const protood_scorer *s,
             float *qt = qn + me * d;
             const float *qi = q + (q0 + i) * d;
             if (s->normalize)
-                pood_normalize_rows(1, d, qi, qt);
+                pood_unit_rows(1, d, qi, qt);
             else
                 memcpy(qt, qi, (size_t)d * sizeof *qt);
             double *slot = cand + (i * R + red->rank) * k;

@@ -291,7 +291,7 @@ void pood_knn_tile(const protood_scorer *s, int64_t rows, const float *q, float 
     double *cand = (double *)(base + lay.cand);
 
     if (s->normalize)
-        pood_normalize_rows(rows, d, q, qn);
+        pood_unit_rows(rows, d, q, qn);
     else
         memcpy(qn, q, (size_t)rows * (size_t)d * sizeof(float));
     /* v is fl(|x|^2) (one rounding of the double norm) plus d products -2 q_j x_j (exact scaling)

@@ -111,13 +111,13 @@ void pood_gauss_fit_add(pood_gauss_fit *g, int64_t count, const float *rows, con
         const float *x = rows + i * d;
         int64_t c = labels ? labels[i] : 0;
         double inv = 1.0;
-        if (g->normalize) { /* n2 of SPEC.md §1, kept in double: the reference normalises in float64 */
+        if (g->normalize) { /* x / ||x|| in double, as pood_unit_rows (rows are never all zero) */
             double s = 0.0;
             POOD_SIMD_SUM(s)
             for (int64_t j = 0; j < d; j++)
                 s += (double)x[j] * x[j];
             double norm = sqrt(s);
-            inv = 1.0 / (norm > 1e-12 ? norm : 1e-12);
+            inv = 1.0 / norm;
         }
         double *shift = g->shift + c * d, *sum = g->sum + c * d, *y = g->block + g->filled * d;
         if (g->count[c] == 0 && !g->preset)
@@ -205,13 +205,16 @@ protood_status pood_gauss_fit_finish(const char *func, pood_gauss_fit *g, pood_m
         for (int64_t j = i; j < d; j++)
             cov[j * d + i] = cov[i * d + j] = cov[i * d + j] / (double)g->n;
 
-    /* SSD: covariance of t = (x - mean) / (std + 1e-10), i.e. cov_ij / (s_i s_j). */
+    /* SSD: covariance of t = (x - mean) / (std + 1e-10), i.e. cov_ij / (s_i s_j). A feature with
+     * zero spread gets scale 0 as its mark (its row and column of the covariance are exactly 0):
+     * std + 1e-10 == 1e-10 cannot mark it, as that also holds for any std below 1e-26 (raw
+     * features of magnitude 1e-30, which standardise like any others). */
     for (int64_t i = 0; i < d; i++)
-        scale[i] = ssd ? sqrt(cov[i * d + i] > 0.0 ? cov[i * d + i] : 0.0) + 1e-10 : 1.0;
+        scale[i] = !ssd ? 1.0 : cov[i * d + i] > 0.0 ? sqrt(cov[i * d + i]) + 1e-10 : 0.0;
     if (ssd)
         for (int64_t i = 0; i < d; i++)
             for (int64_t j = 0; j < d; j++)
-                cov[i * d + j] /= scale[i] * scale[j];
+                cov[i * d + j] = scale[i] == 0.0 || scale[j] == 0.0 ? 0.0 : cov[i * d + j] / (scale[i] * scale[j]);
 
     if ((st = eigh(func, d, cov, w)) != PROTOOD_OK)
         goto done;
@@ -240,6 +243,7 @@ protood_status pood_gauss_fit_finish(const char *func, pood_gauss_fit *g, pood_m
                        (long long)rank);
         goto done;
     }
+    double proj_max = 0.0;
     for (int64_t j = 0, t = 0; j < d; j++) {
         if (!(fabs(w[j]) > cutoff))
             continue;
@@ -249,11 +253,21 @@ protood_status pood_gauss_fit_finish(const char *func, pood_gauss_fit *g, pood_m
             /* A feature with zero spread (SSD) has a zero row and column in the covariance, so
              * every kept eigenvector is exactly 0 there; write that 0 rather than rounding noise
              * divided by 1e-10. */
-            double v = ssd && scale[i] == 1e-10 ? 0.0 : cov[j * d + i] * inv_sqrt / scale[i];
+            double v = scale[i] == 0.0 ? 0.0 : cov[j * d + i] * inv_sqrt / scale[i];
+            proj_max = fabs(v) > proj_max ? fabs(v) : proj_max;
             m->proj[i * rank + t] = (float)v;
             proj_d[i * rank + t] = (double)m->proj[i * rank + t]; /* centres use the W queries see */
         }
         t++;
+    }
+    /* The projection scales by 1/sqrt of the eigenvalues: raw features (normalize = 0) spread by
+     * less than about 1e-31 give entries beyond float32, and every score would be -inf or NaN. */
+    if (!(proj_max <= FLT_MAX)) {
+        st = pood_fail(PROTOOD_E_INVALID_ARG, func,
+                       "x: the %s covariance is too small for float32, its projection reaches %g (raw features "
+                       "spread by less than about 1e-31: scale them up or set normalize = 1)",
+                       ssd ? "feature" : "class-centred", proj_max);
+        goto done;
     }
     /* Projected centres W^T (mu_c - origin), in double. */
     for (int64_t c = 0; c < nc; c++)
@@ -330,7 +344,7 @@ void pood_gauss_tile(const protood_scorer *s, int64_t rows, const float *q, floa
             for (int64_t j = 0; j < d; j++)
                 ss += (double)x[j] * x[j];
             double norm = sqrt(ss);
-            inv = 1.0 / (norm > 1e-12 ? norm : 1e-12);
+            inv = 1.0 / norm;
         }
         POOD_SIMD
         for (int64_t j = 0; j < d; j++)
@@ -392,7 +406,7 @@ void pood_gauss_shift_row(int32_t normalize, int64_t d, const float *x, double *
         for (int64_t j = 0; j < d; j++)
             s += (double)x[j] * x[j];
         double norm = sqrt(s);
-        inv = 1.0 / (norm > 1e-12 ? norm : 1e-12);
+        inv = 1.0 / norm;
     }
     for (int64_t j = 0; j < d; j++)
         out[j] = x[j] * inv;

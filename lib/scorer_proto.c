@@ -37,7 +37,7 @@ void pood_proto_tile(const protood_scorer *s, int64_t rows, const float *q, floa
     float *sims = (float *)((char *)scratch + lay.sims);
 
     if (s->normalize)
-        pood_normalize_rows(rows, d, q, qn);
+        pood_unit_rows(rows, d, q, qn);
     else
         memcpy(qn, q, (size_t)rows * (size_t)d * sizeof(float));
     for (int64_t i = 0; i < rows; i++)

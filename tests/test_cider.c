@@ -1,12 +1,13 @@
-/* CIDER step (SPEC.md §4): every reference case, an independent float64 implementation for
- * finite-difference gradient checks through the chain of sequential EMA updates, and the error
- * paths. */
+/* CIDER step (SPEC.md §4): every reference case, an independent float64 implementation
+ * (refsteps.c) for finite-difference gradient checks through the chain of sequential EMA updates,
+ * and the error paths. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bank.h"
+#include "refsteps.h"
 #include "testutil.h"
 
 static double max_abs_err(const float *got, const double *want, size_t n)
@@ -86,94 +87,13 @@ END_TEST
 START_TEST(case_cider_cifar_shape) { run_cider_case("cider_cifar_shape"); }
 END_TEST
 
-/* ---- an independent float64 implementation, written as the reference code reads -------------- */
-
-typedef struct ref_params {
-    int64_t C, D;
-    double m, tau, w, b_dis, b_comp;
-} ref_params;
-
-/* losses[3]; mu_out (C x D) may be NULL; mu_const (C x D) non-NULL: L_comp uses these prototypes
- * (the reference detaches them there), else the updated ones. */
-static void ref_cider(const ref_params *rp, int64_t n, const double *h, const int32_t *y, const float *p0,
-                      double *losses, double *mu_out, const double *mu_const)
-{
-    int64_t C = rp->C, D = rp->D;
-    double *z = malloc((size_t)(n * D) * sizeof *z), *mu = malloc((size_t)(C * D) * sizeof *mu);
-    for (int64_t i = 0; i < n; i++) {
-        double s = 0;
-        for (int64_t d = 0; d < D; d++)
-            s += h[i * D + d] * h[i * D + d];
-        for (int64_t d = 0; d < D; d++)
-            z[i * D + d] = h[i * D + d] / fmax(sqrt(s), 1e-12);
-    }
-    for (int64_t k = 0; k < C * D; k++)
-        mu[k] = p0[k];
-    for (int64_t i = 0; i < n; i++) { /* for j in range(len(features)): prototypes[y_j] = normalize(...) */
-        double *p = mu + y[i] * D, s = 0;
-        for (int64_t d = 0; d < D; d++) {
-            p[d] = p[d] * rp->m + z[i * D + d] * (1 - rp->m);
-            s += p[d] * p[d];
-        }
-        for (int64_t d = 0; d < D; d++)
-            p[d] /= fmax(sqrt(s), 1e-12);
-    }
-    double dis = 0;
-    for (int64_t a = 0; a < C; a++) { /* log((mask * exp(logits)).sum(1) / mask.sum(1)) */
-        double s = 0;
-        for (int64_t b = 0; b < C; b++) {
-            if (b == a)
-                continue;
-            double dot = 0;
-            for (int64_t d = 0; d < D; d++)
-                dot += mu[a * D + d] * mu[b * D + d];
-            s += exp(dot / rp->tau);
-        }
-        dis += log(s / (double)(C - 1)) / C;
-    }
-    dis *= rp->tau / rp->b_dis;
-    const double *pc = mu_const ? mu_const : mu;
-    double comp = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double se = 0, own = 0;
-        for (int64_t c = 0; c < C; c++) {
-            double dot = 0;
-            for (int64_t d = 0; d < D; d++)
-                dot += z[i * D + d] * pc[c * D + d];
-            se += exp(dot / rp->tau);
-            if (c == y[i])
-                own = dot / rp->tau;
-        }
-        comp += own - log(se);
-    }
-    comp *= -(rp->tau / rp->b_comp) / n;
-    losses[0] = rp->w * comp + dis;
-    losses[1] = comp;
-    losses[2] = dis;
-    if (mu_out)
-        memcpy(mu_out, mu, (size_t)(C * D) * sizeof *mu);
-    free(z);
-    free(mu);
-}
+/* ---- against the float64 implementation of refsteps.c ------------------------------------ */
 
 static unsigned lcg_state;
 static double lcg_uniform(void)
 {
     lcg_state = lcg_state * 1664525u + 1013904223u;
     return (double)((lcg_state >> 8) & 0xffffff) / 16777216.0;
-}
-
-static protood_bank *make_bank(const ref_params *rp, uint64_t seed)
-{
-    protood_bank *b;
-    ck_assert_int_eq(protood_bank_create(&b, rp->C, 1, rp->D), PROTOOD_OK);
-    ck_assert_int_eq(protood_bank_init_random(b, PROTOOD_INIT_SPHERE, seed), PROTOOD_OK);
-    ck_assert_int_eq(protood_bank_set_param(b, PROTOOD_BANK_MOMENTUM, rp->m), PROTOOD_OK);
-    ck_assert_int_eq(protood_bank_set_param(b, PROTOOD_BANK_TEMPERATURE, rp->tau), PROTOOD_OK);
-    ck_assert_int_eq(protood_bank_set_param(b, PROTOOD_BANK_COMP_WEIGHT, rp->w), PROTOOD_OK);
-    ck_assert_int_eq(protood_bank_set_param(b, PROTOOD_BANK_DIS_BASE_TEMPERATURE, rp->b_dis), PROTOOD_OK);
-    ck_assert_int_eq(protood_bank_set_param(b, PROTOOD_BANK_COMP_BASE_TEMPERATURE, rp->b_comp), PROTOOD_OK);
-    return b;
 }
 
 static float *random_rows(int64_t n, int64_t d, unsigned seed)
@@ -188,58 +108,23 @@ static float *random_rows(int64_t n, int64_t d, unsigned seed)
     return h;
 }
 
-/* The step against the float64 implementation: losses, prototypes, and the gradient against
- * central differences (L_comp with the updated prototypes frozen, L_dis through the updates).
- * Also checks that the dispersion path through the sequential updates is visible. */
-static void check_against_reference(const ref_params *rp, int64_t n, const int32_t *y, unsigned seed)
+/* The step against the float64 implementation (refsteps.c) on random rows. Also checks that the
+ * dispersion path through the sequential updates is visible. */
+static void check_against_reference(const tu_cider_params *rp, int64_t n, const int32_t *y, unsigned seed)
 {
-    int64_t C = rp->C, D = rp->D;
-    protood_bank *b = make_bank(rp, seed);
-    float *h = random_rows(n, D, seed), *p0 = malloc((size_t)(C * D) * sizeof *p0);
-    ck_assert_int_eq(protood_bank_get_prototypes(b, p0), PROTOOD_OK);
-    double losses[3], want[3];
-    float *grad = malloc((size_t)(n * D) * sizeof *grad);
-    ck_assert_msg(protood_cider_step(b, n, h, y, losses, grad) == PROTOOD_OK, "%s", protood_last_error());
-    double *hd = malloc((size_t)(n * D) * sizeof *hd), *mu = malloc((size_t)(C * D) * sizeof *mu);
-    for (int64_t k = 0; k < n * D; k++)
-        hd[k] = h[k];
-    ref_cider(rp, n, hd, y, p0, want, mu, NULL);
-    for (int k = 0; k < 3; k++)
-        ck_assert_msg(fabs(losses[k] - want[k]) <= 1e-5 * fabs(want[k]), "loss[%d] = %.12g, reference %.12g", k,
-                      losses[k], want[k]);
-    tu_assert_close_f32_f64(b->protos, mu, (size_t)(C * D), 1e-5, "prototypes");
-
-    double *fd = malloc((size_t)(n * D) * sizeof *fd), dis_path = 0, gmax = 0;
-    const double step = 1e-6;
-    for (int64_t k = 0; k < n * D; k++) {
-        double lp[3], lm[3], keep = hd[k];
-        hd[k] = keep + step;
-        ref_cider(rp, n, hd, y, p0, lp, NULL, mu);
-        hd[k] = keep - step;
-        ref_cider(rp, n, hd, y, p0, lm, NULL, mu);
-        hd[k] = keep;
-        fd[k] = (lp[0] - lm[0]) / (2 * step);
-        dis_path = fmax(dis_path, fabs((lp[2] - lm[2]) / (2 * step)));
-        gmax = fmax(gmax, fabs(fd[k]));
-    }
-    tu_assert_close_f32_f64(grad, fd, (size_t)(n * D), 1e-4, "grad vs finite differences");
-    printf("fd C=%lld n=%lld m=%g w=%g: max |grad| %.3g, dispersion path %.3g, max err %.2e\n", (long long)C,
-           (long long)n, rp->m, rp->w, gmax, dis_path, max_abs_err(grad, fd, (size_t)(n * D)));
-    ck_assert_msg(dis_path > 100 * 1e-4 * fmax(gmax, 1), "the update path (%.3g) is too small to be tested",
-                  dis_path);
-    free(fd);
-    free(hd);
-    free(mu);
-    free(grad);
-    free(p0);
+    protood_bank *b = tu_cider_bank(rp, seed);
+    float *h = random_rows(n, rp->D, seed);
+    tu_step_check c = tu_check_cider_step(rp, b, n, h, y);
+    ck_assert_msg(c.path > 100 * 1e-4 * fmax(c.gmax, 1), "the update path (%.3g) is too small to be tested", c.path);
     free(h);
     protood_bank_free(b);
 }
 
+
 START_TEST(gradient_through_sequential_updates)
 {
     /* several rows per class, interleaved, so every chain has length > 1 */
-    ref_params rp = {4, 5, 0.5, 0.1, 1.0, 0.1, 0.07};
+    tu_cider_params rp = {4, 5, 0.5, 0.1, 1.0, 0.1, 0.07};
     int32_t y[13] = {0, 1, 0, 2, 2, 0, 3, 1, 2, 0, 1, 0, 2};
     check_against_reference(&rp, 13, y, 1);
 }
@@ -247,7 +132,7 @@ END_TEST
 
 START_TEST(gradient_slow_ema_weighted)
 {
-    ref_params rp = {3, 6, 0.95, 0.1, 2.0, 0.1, 0.07};
+    tu_cider_params rp = {3, 6, 0.95, 0.1, 2.0, 0.1, 0.07};
     int32_t y[10] = {2, 2, 2, 0, 2, 0, 0, 2, 0, 2};   /* class 1 absent: dispersion still sees it */
     check_against_reference(&rp, 10, y, 2);
 }
@@ -255,7 +140,7 @@ END_TEST
 
 START_TEST(gradient_other_temperatures)
 {
-    ref_params rp = {5, 4, 0.7, 0.3, 0.5, 0.2, 0.05};
+    tu_cider_params rp = {5, 4, 0.7, 0.3, 0.5, 0.2, 0.05};
     int32_t y[9] = {4, 3, 4, 1, 0, 4, 2, 3, 4};
     check_against_reference(&rp, 9, y, 3);
 }
@@ -263,12 +148,12 @@ END_TEST
 
 START_TEST(gradient_large_batch)
 {
-    ref_params rp = {10, 16, 0.5, 0.1, 1.0, 0.1, 0.07};
+    tu_cider_params rp = {10, 16, 0.5, 0.1, 1.0, 0.1, 0.07};
     int32_t y[120];
     for (int i = 0; i < 120; i++)
         y[i] = (i * 7) % 10;
     int64_t n = 120, C = rp.C, D = rp.D;
-    protood_bank *b = make_bank(&rp, 4);
+    protood_bank *b = tu_cider_bank(&rp, 4);
     float *h = random_rows(n, D, 4), *p0 = malloc((size_t)(C * D) * sizeof *p0);
     ck_assert_int_eq(protood_bank_get_prototypes(b, p0), PROTOOD_OK);
     double losses[3], want[3];
@@ -277,7 +162,7 @@ START_TEST(gradient_large_batch)
     double *hd = malloc((size_t)(n * D) * sizeof *hd), *mu = malloc((size_t)(C * D) * sizeof *mu);
     for (int64_t k = 0; k < n * D; k++)
         hd[k] = h[k];
-    ref_cider(&rp, n, hd, y, p0, want, mu, NULL);
+    tu_ref_cider(&rp, n, hd, y, p0, want, mu, NULL);
     for (int k = 0; k < 3; k++)
         ck_assert_msg(fabs(losses[k] - want[k]) <= 1e-5 * fabs(want[k]), "loss[%d]", k);
     tu_assert_close_f32_f64(b->protos, mu, (size_t)(C * D), 1e-5, "prototypes");
@@ -292,8 +177,8 @@ END_TEST
 
 START_TEST(single_class_has_no_dispersion)
 {
-    ref_params rp = {1, 4, 0.5, 0.1, 1.0, 0.1, 0.07};
-    protood_bank *b = make_bank(&rp, 5);
+    tu_cider_params rp = {1, 4, 0.5, 0.1, 1.0, 0.1, 0.07};
+    protood_bank *b = tu_cider_bank(&rp, 5);
     float *h = random_rows(3, 4, 5), g[12];
     int32_t y[3] = {0, 0, 0};
     double l[3];
@@ -310,8 +195,8 @@ END_TEST
 
 START_TEST(null_outputs_and_workspace_reuse)
 {
-    ref_params rp = {4, 8, 0.5, 0.1, 1.0, 0.1, 0.07};
-    protood_bank *b = make_bank(&rp, 6), *b1, *b2, *b3;
+    tu_cider_params rp = {4, 8, 0.5, 0.1, 1.0, 0.1, 0.07};
+    protood_bank *b = tu_cider_bank(&rp, 6), *b1, *b2, *b3;
     ck_assert_int_eq(protood_bank_clone(&b1, b), PROTOOD_OK);
     ck_assert_int_eq(protood_bank_clone(&b2, b), PROTOOD_OK);
     ck_assert_int_eq(protood_bank_clone(&b3, b), PROTOOD_OK);

@@ -1,5 +1,5 @@
 /* PALM step (SPEC.md §3): every reference case, an independent float64 implementation of the step
- * for finite-difference gradient checks, protood_palm_assign, and the error paths. */
+ * (refsteps.c) for finite-difference gradient checks, protood_palm_assign, and the error paths. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 
 #include "bank.h"
 #include "palm.h"
+#include "refsteps.h"
 #include "testutil.h"
 
 /* ---- reference cases ---------------------------------------------------------------------- */
@@ -154,222 +155,7 @@ END_TEST
 START_TEST(case_palm_cifar_shape) { run_palm_case("palm_cifar_shape"); }
 END_TEST
 
-/* ---- an independent float64 implementation, literally as SPEC.md §3 writes it ---------------- */
-
-typedef struct ref_params {
-    int64_t C, K, D;
-    double m, tau, eps, lambda, tau_p;
-    int iters, topk;
-} ref_params;
-
-/* What the reference autograd treats as constants: Sinkhorn outputs, T, A, W, the pcon shift. */
-typedef struct ref_frozen {
-    double *A, *W, *shift, *pn;   /* n x P, n x P, P, and P' (P x D) where L_mle treats it as constant */
-} ref_frozen;
-
-static void ref_sinkhorn(int64_t n, int64_t p, const double *s, double eps, int iters, double *out)
-{
-    long double *q = malloc((size_t)(n * p) * sizeof *q), total = 0;
-    for (int64_t k = 0; k < n * p; k++) {
-        q[k] = expl((long double)s[k] / eps);
-        total += q[k];
-    }
-    for (int64_t k = 0; k < n * p; k++)
-        q[k] /= total;
-    for (int it = 0; it < iters; it++) {
-        for (int64_t j = 0; j < p; j++) {
-            long double c = 0;
-            for (int64_t i = 0; i < n; i++)
-                c += q[i * p + j];
-            for (int64_t i = 0; i < n; i++)
-                q[i * p + j] /= fmaxl(c, 1e-12L) * p;
-        }
-        for (int64_t i = 0; i < n; i++) {
-            long double r = 0;
-            for (int64_t j = 0; j < p; j++)
-                r += q[i * p + j];
-            for (int64_t j = 0; j < p; j++)
-                q[i * p + j] /= fmaxl(r, 1e-12L) * n;
-        }
-    }
-    for (int64_t k = 0; k < n * p; k++)
-        out[k] = (double)(q[k] * n);
-    free(q);
-}
-
-static void ref_n2_rows(int64_t n, int64_t d, const double *in, double *out)
-{
-    for (int64_t i = 0; i < n; i++) {
-        double s = 0;
-        for (int64_t j = 0; j < d; j++)
-            s += in[i * d + j] * in[i * d + j];
-        double nrm = fmax(sqrt(s), 1e-12);
-        for (int64_t j = 0; j < d; j++)
-            out[i * d + j] = in[i * d + j] / nrm;
-    }
-}
-
-static void ref_n1_rows(int64_t n, int64_t p, double *x)
-{
-    for (int64_t i = 0; i < n; i++) {
-        double s = 0;
-        for (int64_t j = 0; j < p; j++)
-            s += fabs(x[i * p + j]);
-        for (int64_t j = 0; j < p; j++)
-            x[i * p + j] /= fmax(s, 1e-12);
-    }
-}
-
-/* losses[3]; pout (P x D) may be NULL. With `fresh` non-NULL the constants are computed and stored
- * there; with `frozen` non-NULL they are taken from it (for finite differences). */
-static void ref_palm(const ref_params *rp, int64_t n, const double *h, const int32_t *y, const float *p0,
-                     double *losses, double *pout, ref_frozen *fresh, const ref_frozen *frozen)
-{
-    int64_t P = rp->C * rp->K, D = rp->D;
-    double *z = malloc((size_t)(n * D) * sizeof *z), *pr = malloc((size_t)(P * D) * sizeof *pr);
-    double *S = malloc((size_t)(n * P) * sizeof *S), *Q = malloc((size_t)(n * P) * sizeof *Q);
-    double *A = malloc((size_t)(n * P) * sizeof *A), *W = malloc((size_t)(n * P) * sizeof *W);
-    double *M = malloc((size_t)(n * P) * sizeof *M), *T = malloc((size_t)(n * P) * sizeof *T);
-    double *pn = calloc((size_t)(P * D), sizeof *pn), *G = malloc((size_t)(P * P) * sizeof *G);
-    double *shift = malloc((size_t)P * sizeof *shift);
-    ref_n2_rows(n, D, h, z);
-    for (int64_t k = 0; k < P * D; k++)
-        pr[k] = p0[k];
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < P; j++) {
-            double s = 0;
-            for (int64_t d = 0; d < D; d++)
-                s += z[i * D + d] * pr[j * D + d];
-            S[i * P + j] = s;
-            M[i * P + j] = !y || y[i] == j / rp->K;
-        }
-    int64_t k = rp->topk, cap = y ? rp->K : P;
-    if (k == 0 || k > cap)
-        k = cap;
-    if (!frozen) {
-        ref_sinkhorn(n, P, S, rp->eps, rp->iters, Q);
-        for (int64_t i = 0; i < n; i++) { /* top-k of M ⊙ Q1 over the whole row, by repeated argmax */
-            for (int64_t j = 0; j < P; j++)
-                T[i * P + j] = 0;
-            for (int64_t t = 0; t < k; t++) {
-                int64_t best = -1;
-                for (int64_t j = 0; j < P; j++)
-                    if (!T[i * P + j] && (best < 0 || M[i * P + j] * Q[i * P + j] > M[i * P + best] * Q[i * P + best]))
-                        best = j;
-                T[i * P + best] = 1;
-            }
-        }
-        for (int64_t q = 0; q < n * P; q++)
-            A[q] = T[q] * M[q] * Q[q];
-        ref_n1_rows(n, P, A);
-        for (int64_t j = 0; j < P; j++) {
-            double s = 0;
-            for (int64_t i = 0; i < n; i++)
-                s += A[i * P + j];
-            for (int64_t i = 0; i < n; i++)
-                A[i * P + j] /= fmax(s, 1e-12);
-        }
-    } else {
-        memcpy(A, frozen->A, (size_t)(n * P) * sizeof *A);
-    }
-    for (int64_t j = 0; j < P; j++) { /* P' = n2(m P + (1 - m) A^T z) */
-        int assigned = 0;
-        for (int64_t i = 0; i < n; i++)
-            assigned |= A[i * P + j] != 0;
-        for (int64_t d = 0; d < D; d++) {
-            double u = 0;
-            for (int64_t i = 0; i < n; i++)
-                u += A[i * P + j] * z[i * D + d];
-            pn[j * D + d] = assigned ? rp->m * pr[j * D + d] + (1 - rp->m) * u : pr[j * D + d];
-        }
-    }
-    ref_n2_rows(P, D, pn, pn);
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < P; j++) {
-            double s = 0;
-            for (int64_t d = 0; d < D; d++)
-                s += z[i * D + d] * pn[j * D + d];
-            S[i * P + j] = s;
-        }
-    if (!frozen) {
-        ref_sinkhorn(n, P, S, rp->eps, rp->iters, Q);
-        for (int64_t q = 0; q < n * P; q++)
-            W[q] = T[q] * M[q] * Q[q];
-        ref_n1_rows(n, P, W);
-    } else {
-        memcpy(W, frozen->W, (size_t)(n * P) * sizeof *W);
-    }
-    if (frozen) /* L_mle sees P' as a constant */
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < P; j++) {
-                double s = 0;
-                for (int64_t d = 0; d < D; d++)
-                    s += z[i * D + d] * frozen->pn[j * D + d];
-                S[i * P + j] = s;
-            }
-    double mle = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double pos = 0, se = 0;
-        for (int64_t j = 0; j < P; j++) {
-            pos += W[i * P + j] * S[i * P + j] / rp->tau;
-            se += exp(S[i * P + j] / rp->tau);
-        }
-        mle -= (pos - log(se)) / n;
-    }
-    double pcon = 0;
-    if (rp->lambda > 0) {
-        double *ph = malloc((size_t)(P * D) * sizeof *ph);
-        ref_n2_rows(P, D, pn, ph);
-        for (int64_t a = 0; a < P; a++) {
-            double mx = -INFINITY;
-            for (int64_t b = 0; b < P; b++) {
-                double s = 0;
-                for (int64_t d = 0; d < D; d++)
-                    s += ph[a * D + d] * ph[b * D + d];
-                G[a * P + b] = s / rp->tau_p;
-                mx = fmax(mx, G[a * P + b]);
-            }
-            shift[a] = frozen ? frozen->shift[a] : mx;
-        }
-        for (int64_t a = 0; a < P; a++) {
-            double npos = 0, pos = 0, neg = 0;
-            for (int64_t b = 0; b < P; b++) {
-                double g = G[a * P + b] - shift[a];
-                if (b == a)
-                    continue;
-                neg += exp(g);
-                if (y && b / rp->K == a / rp->K) {
-                    npos += 1;
-                    pos += g;
-                }
-            }
-            pcon -= ((npos > 0 ? pos / npos : 0) - log(neg)) / P;
-        }
-        free(ph);
-    }
-    losses[0] = mle + rp->lambda * pcon;
-    losses[1] = mle;
-    losses[2] = pcon;
-    if (pout)
-        memcpy(pout, pn, (size_t)(P * D) * sizeof *pn);
-    if (fresh) {
-        memcpy(fresh->A, A, (size_t)(n * P) * sizeof *A);
-        memcpy(fresh->W, W, (size_t)(n * P) * sizeof *W);
-        memcpy(fresh->shift, shift, (size_t)P * sizeof *shift);
-        memcpy(fresh->pn, pn, (size_t)(P * D) * sizeof *pn);
-    }
-    free(z);
-    free(pr);
-    free(S);
-    free(Q);
-    free(A);
-    free(W);
-    free(M);
-    free(T);
-    free(pn);
-    free(G);
-    free(shift);
-}
+/* ---- against the float64 implementation of refsteps.c ------------------------------------ */
 
 static unsigned lcg_state;
 static double lcg_uniform(void)
@@ -391,105 +177,33 @@ static float *random_rows(int64_t n, int64_t d, unsigned seed)
     return h;
 }
 
-static protood_bank *make_bank(const ref_params *rp, uint64_t seed)
+/* The library's step against the float64 implementation (refsteps.c), on random rows and
+ * labels. Also checks that the contrastive loss's path through the EMA update is visible in the
+ * gradient (so that dropping it would fail this test). */
+static void check_against_reference(const tu_palm_params *rp, int64_t n, int supervised, unsigned seed)
 {
-    protood_bank *b;
-    ck_assert_int_eq(protood_bank_create(&b, rp->C, rp->K, rp->D), PROTOOD_OK);
-    ck_assert_int_eq(protood_bank_init_random(b, PROTOOD_INIT_SPHERE, seed), PROTOOD_OK);
-    ck_assert_int_eq(protood_bank_set_param(b, PROTOOD_BANK_MOMENTUM, rp->m), PROTOOD_OK);
-    ck_assert_int_eq(protood_bank_set_param(b, PROTOOD_BANK_TEMPERATURE, rp->tau), PROTOOD_OK);
-    ck_assert_int_eq(protood_bank_set_param(b, PROTOOD_BANK_SINKHORN_EPSILON, rp->eps), PROTOOD_OK);
-    ck_assert_int_eq(protood_bank_set_param(b, PROTOOD_BANK_SINKHORN_ITERS, rp->iters), PROTOOD_OK);
-    ck_assert_int_eq(protood_bank_set_param(b, PROTOOD_BANK_TOPK, rp->topk), PROTOOD_OK);
-    ck_assert_int_eq(protood_bank_set_param(b, PROTOOD_BANK_LAMBDA_PCON, rp->lambda), PROTOOD_OK);
-    ck_assert_int_eq(protood_bank_set_param(b, PROTOOD_BANK_PCON_TEMPERATURE, rp->tau_p), PROTOOD_OK);
-    return b;
-}
-
-/* The library's step against the float64 implementation: losses, new bank, A and W, and the
- * analytic gradient against central differences of the loss with the autograd constants frozen.
- * Also checks that the contrastive loss's path through the EMA update is visible in the gradient
- * (so that dropping it would fail this test). */
-static void check_against_reference(const ref_params *rp, int64_t n, int supervised, unsigned seed)
-{
-    int64_t P = rp->C * rp->K, D = rp->D;
-    protood_bank *b = make_bank(rp, seed);
-    float *h = random_rows(n, D, seed);
+    protood_bank *b = tu_palm_bank(rp, seed);
+    float *h = random_rows(n, rp->D, seed);
     int32_t *y = NULL;
     if (supervised) {
         y = malloc((size_t)n * sizeof *y);
         for (int64_t i = 0; i < n; i++)
             y[i] = (int32_t)((i * 7 + seed) % (unsigned)rp->C);
     }
-    float *p0 = malloc((size_t)(P * D) * sizeof *p0);
-    ck_assert_int_eq(protood_bank_get_prototypes(b, p0), PROTOOD_OK);
-
-    double losses[3], want[3];
-    float *grad = malloc((size_t)(n * D) * sizeof *grad), *a = malloc((size_t)(n * P) * sizeof *a);
-    float *w = malloc((size_t)(n * P) * sizeof *w);
-    pood_palm_trace tr = {NULL, a, w};
-    ck_assert_msg(pood_palm_step("test", b, n, h, y, losses, grad, &tr) == PROTOOD_OK, "%s", protood_last_error());
-
-    double *hd = malloc((size_t)(n * D) * sizeof *hd), *pout = malloc((size_t)(P * D) * sizeof *pout);
-    for (int64_t k = 0; k < n * D; k++)
-        hd[k] = h[k];
-    ref_frozen fz = {malloc((size_t)(n * P) * sizeof(double)), malloc((size_t)(n * P) * sizeof(double)),
-                     malloc((size_t)P * sizeof(double)), malloc((size_t)(P * D) * sizeof(double))};
-    ref_palm(rp, n, hd, y, p0, want, pout, &fz, NULL);
-    tu_assert_close_f32_f64(a, fz.A, (size_t)(n * P), 1e-5, "A");
-    tu_assert_close_f32_f64(w, fz.W, (size_t)(n * P), 1e-5, "W");
-    tu_assert_close_f32_f64(b->protos, pout, (size_t)(P * D), 1e-5, "prototypes");
-    for (int k = 0; k < 3; k++)
-        ck_assert_msg(fabs(losses[k] - want[k]) <= 1e-5 * fabs(want[k]) + 1e-9,
-                      "loss[%d] = %.12g, reference %.12g (all: %.9g %.9g %.9g vs %.9g %.9g %.9g)", k, losses[k],
-                      want[k], losses[0], losses[1], losses[2], want[0], want[1], want[2]);
-    tu_assert_close_f32_f64(b->protos, pout, (size_t)(P * D), 1e-5, "prototypes");
-    tu_assert_close_f32_f64(a, fz.A, (size_t)(n * P), 1e-5, "A");
-    tu_assert_close_f32_f64(w, fz.W, (size_t)(n * P), 1e-5, "W");
-
-    /* central differences of the total loss and of lambda * L_pcon alone */
-    double *fd = malloc((size_t)(n * D) * sizeof *fd), pcon_path = 0, gmax = 0;
-    const double step = 1e-6;
-    for (int64_t k = 0; k < n * D; k++) {
-        double lp[3], lm[3], keep = hd[k];
-        hd[k] = keep + step;
-        ref_palm(rp, n, hd, y, p0, lp, NULL, NULL, &fz);
-        hd[k] = keep - step;
-        ref_palm(rp, n, hd, y, p0, lm, NULL, NULL, &fz);
-        hd[k] = keep;
-        fd[k] = (lp[0] - lm[0]) / (2 * step);
-        pcon_path = fmax(pcon_path, fabs(rp->lambda * (lp[2] - lm[2]) / (2 * step)));
-        gmax = fmax(gmax, fabs(fd[k]));
-    }
-    tu_assert_close_f32_f64(grad, fd, (size_t)(n * D), 1e-4, "grad vs finite differences");
-    double err = max_abs_err(grad, fd, (size_t)(n * D));
-    printf("fd %s C=%lld K=%lld k=%d m=%g lambda=%g eps=%g: max |grad| %.3g, pcon path %.3g, max err %.2e\n",
-           supervised ? "supervised" : "unsupervised", (long long)rp->C, (long long)rp->K, rp->topk, rp->m,
-           rp->lambda, rp->eps, gmax, pcon_path, err);
+    tu_step_check c = tu_check_palm_step(rp, b, n, h, y);
     if (rp->lambda > 0 && rp->m <= 0.9)   /* at m = 0.999 the path is real but 1000x smaller */
-        ck_assert_msg(pcon_path > 100 * 1e-4 * fmax(gmax, 1), "the EMA path (%.3g) is too small to be tested",
-                      pcon_path);
-
-    free(fz.A);
-    free(fz.W);
-    free(fz.shift);
-    free(fz.pn);
-    free(fd);
-    free(hd);
-    free(pout);
-    free(grad);
-    free(a);
-    free(w);
-    free(p0);
+        ck_assert_msg(c.path > 100 * 1e-4 * fmax(c.gmax, 1), "the EMA path (%.3g) is too small to be tested",
+                      c.path);
     free(h);
     free(y);
     protood_bank_free(b);
 }
 
+
 START_TEST(gradient_supervised_sparse_support)
 {
     /* P = 24, top-2 of 6: the scatter/gather route */
-    ref_params rp = {4, 6, 6, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 2};
+    tu_palm_params rp = {4, 6, 6, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 2};
     check_against_reference(&rp, 14, 1, 1);
 }
 END_TEST
@@ -497,14 +211,14 @@ END_TEST
 START_TEST(gradient_supervised_dense_support)
 {
     /* k = 0: every prototype of the class, A materialised for GEMMs */
-    ref_params rp = {3, 3, 5, 0.5, 0.1, 0.05, 1.5, 0.5, 3, 0};
+    tu_palm_params rp = {3, 3, 5, 0.5, 0.1, 0.05, 1.5, 0.5, 3, 0};
     check_against_reference(&rp, 11, 1, 2);
 }
 END_TEST
 
 START_TEST(gradient_unsupervised)
 {
-    ref_params rp = {2, 5, 6, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 3};
+    tu_palm_params rp = {2, 5, 6, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 3};
     check_against_reference(&rp, 12, 0, 3);
 }
 END_TEST
@@ -513,9 +227,9 @@ START_TEST(gradient_large_topk_sorted_selection)
 {
     /* supports of more than 16 entries are selected by sorting: unsupervised top-20 of 30, and
      * supervised top-18 of a class of 20 */
-    ref_params rp = {3, 10, 4, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 20};
+    tu_palm_params rp = {3, 10, 4, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 20};
     check_against_reference(&rp, 14, 0, 7);
-    ref_params rp2 = {2, 20, 4, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 18};
+    tu_palm_params rp2 = {2, 20, 4, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 18};
     check_against_reference(&rp2, 14, 1, 8);
 }
 END_TEST
@@ -524,7 +238,7 @@ START_TEST(gradient_single_row_batch)
 {
     /* One row: Sinkhorn's column step makes every entry equal, so any top-k below the whole class
      * would be a choice among exact ties; k = 0 takes them all. */
-    ref_params rp = {2, 3, 5, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 0};
+    tu_palm_params rp = {2, 3, 5, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 0};
     check_against_reference(&rp, 1, 1, 9);
     check_against_reference(&rp, 1, 0, 10);
 }
@@ -535,8 +249,8 @@ START_TEST(single_prototype_bank_has_no_contrastive_loss)
     /* P = 1: no other prototype to contrast with, so L_pcon = 0 (the reference's log of an empty
      * sum would be -inf), and L_mle = -(1/N) sum_i [L_i1 - L_i1] = 0 exactly: one prototype takes
      * all the weight and all the softmax */
-    ref_params rp = {1, 1, 4, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 5};
-    protood_bank *b = make_bank(&rp, 12);
+    tu_palm_params rp = {1, 1, 4, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 5};
+    protood_bank *b = tu_palm_bank(&rp, 12);
     float *h = random_rows(5, 4, 12), g[20];
     int32_t y[5] = {0, 0, 0, 0, 0};
     double l[3];
@@ -559,7 +273,7 @@ END_TEST
 
 START_TEST(gradient_single_prototype_per_class)
 {
-    ref_params rp = {5, 1, 4, 0.5, 0.2, 0.05, 1.0, 0.3, 2, 1};
+    tu_palm_params rp = {5, 1, 4, 0.5, 0.2, 0.05, 1.0, 0.3, 2, 1};
     check_against_reference(&rp, 10, 1, 4);
 }
 END_TEST
@@ -567,16 +281,16 @@ END_TEST
 START_TEST(gradient_log_domain_sinkhorn)
 {
     /* eps = 0.002 puts both Sinkhorn passes on the log-domain route */
-    ref_params rp = {3, 4, 5, 0.5, 0.1, 0.002, 1.0, 0.5, 3, 2};
+    tu_palm_params rp = {3, 4, 5, 0.5, 0.1, 0.002, 1.0, 0.5, 3, 2};
     check_against_reference(&rp, 12, 1, 5);
 }
 END_TEST
 
 START_TEST(gradient_without_pcon_and_default_momentum)
 {
-    ref_params rp = {3, 4, 5, 0.999, 0.1, 0.05, 0.0, 0.5, 3, 5};
+    tu_palm_params rp = {3, 4, 5, 0.999, 0.1, 0.05, 0.0, 0.5, 3, 5};
     check_against_reference(&rp, 9, 1, 6);
-    ref_params rp2 = {3, 4, 5, 0.999, 0.1, 0.05, 1.0, 0.5, 3, 5};
+    tu_palm_params rp2 = {3, 4, 5, 0.999, 0.1, 0.05, 1.0, 0.5, 3, 5};
     check_against_reference(&rp2, 9, 1, 6);
 }
 END_TEST
@@ -584,9 +298,9 @@ END_TEST
 START_TEST(large_batch_threaded)
 {
     /* above every threading threshold, sparse route, against the reference (no differences) */
-    ref_params rp = {12, 6, 16, 0.9, 0.1, 0.05, 1.0, 0.5, 3, 5};
+    tu_palm_params rp = {12, 6, 16, 0.9, 0.1, 0.05, 1.0, 0.5, 3, 5};
     int64_t n = 200, P = rp.C * rp.K, D = rp.D;
-    protood_bank *b = make_bank(&rp, 9);
+    protood_bank *b = tu_palm_bank(&rp, 9);
     float *h = random_rows(n, D, 9), *p0 = malloc((size_t)(P * D) * sizeof *p0);
     int32_t *y = malloc((size_t)n * sizeof *y);
     for (int64_t i = 0; i < n; i++)
@@ -598,7 +312,7 @@ START_TEST(large_batch_threaded)
     double *hd = malloc((size_t)(n * D) * sizeof *hd), *pout = malloc((size_t)(P * D) * sizeof *pout);
     for (int64_t k = 0; k < n * D; k++)
         hd[k] = h[k];
-    ref_palm(&rp, n, hd, y, p0, want, pout, NULL, NULL);
+    tu_ref_palm(&rp, n, hd, y, p0, want, pout, NULL, NULL);
     for (int k = 0; k < 3; k++)
         ck_assert_msg(fabs(losses[k] - want[k]) <= 1e-5 * fabs(want[k]), "loss[%d] = %.12g, reference %.12g", k,
                       losses[k], want[k]);
@@ -617,9 +331,9 @@ END_TEST
 
 START_TEST(null_outputs_give_the_same_step)
 {
-    ref_params rp = {3, 4, 8, 0.9, 0.1, 0.05, 1.0, 0.5, 3, 2};
+    tu_palm_params rp = {3, 4, 8, 0.9, 0.1, 0.05, 1.0, 0.5, 3, 2};
     int64_t n = 16, P = 12, D = 8;
-    protood_bank *b = make_bank(&rp, 21), *b1, *b2, *b3;
+    protood_bank *b = tu_palm_bank(&rp, 21), *b1, *b2, *b3;
     ck_assert_int_eq(protood_bank_clone(&b1, b), PROTOOD_OK);
     ck_assert_int_eq(protood_bank_clone(&b2, b), PROTOOD_OK);
     ck_assert_int_eq(protood_bank_clone(&b3, b), PROTOOD_OK);
@@ -649,9 +363,9 @@ END_TEST
 
 START_TEST(classes_absent_from_the_batch_keep_their_prototypes)
 {
-    ref_params rp = {4, 3, 8, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 2};
+    tu_palm_params rp = {4, 3, 8, 0.5, 0.1, 0.05, 1.0, 0.5, 3, 2};
     int64_t n = 10, D = 8, K = 3;
-    protood_bank *b = make_bank(&rp, 31);
+    protood_bank *b = tu_palm_bank(&rp, 31);
     float before[12 * 8];
     ck_assert_int_eq(protood_bank_get_prototypes(b, before), PROTOOD_OK);
     float *h = random_rows(n, D, 31);
@@ -670,9 +384,9 @@ END_TEST
 
 START_TEST(steps_reuse_the_workspace)
 {
-    ref_params rp = {5, 4, 16, 0.9, 0.1, 0.05, 1.0, 0.5, 3, 3};
+    tu_palm_params rp = {5, 4, 16, 0.9, 0.1, 0.05, 1.0, 0.5, 3, 3};
     int64_t n = 40, D = 16;
-    protood_bank *b = make_bank(&rp, 41);
+    protood_bank *b = tu_palm_bank(&rp, 41);
     float *h = random_rows(n, D, 41), *g = malloc((size_t)(n * D) * sizeof *g);
     int32_t y[40];
     for (int i = 0; i < 40; i++)

@@ -26,7 +26,7 @@ static float *rand_rows(uint64_t seed, int64_t n, int64_t d, double offset, int6
     return x;
 }
 
-/* Row-wise x / max(|x|, 1e-12) with the norm in double, the result rounded to `as_float` (what the
+/* Row-wise x / |x| with the norm in double, the result rounded to `as_float` (what the
  * scorer stores) or kept in double (the float64 reference). */
 static void normalize_rows(int64_t n, int64_t d, const float *in, double *out, int normalize, int as_float)
 {
@@ -34,7 +34,7 @@ static void normalize_rows(int64_t n, int64_t d, const float *in, double *out, i
         double s = 0.0;
         for (int64_t j = 0; j < d; j++)
             s += (double)in[i * d + j] * in[i * d + j];
-        double inv = normalize ? 1.0 / fmax(sqrt(s), 1e-12) : 1.0;
+        double inv = normalize ? 1.0 / sqrt(s) : 1.0;
         for (int64_t j = 0; j < d; j++)
             out[i * d + j] = as_float ? (double)(float)(in[i * d + j] * inv) : in[i * d + j] * inv;
     }

@@ -97,7 +97,7 @@ static double *normalized(int64_t n, int64_t d, const float *x, int normalize)
         double s = 0.0;
         for (int64_t j = 0; j < d; j++)
             s += (double)x[i * d + j] * x[i * d + j];
-        double inv = normalize ? 1.0 / fmax(sqrt(s), 1e-12) : 1.0;
+        double inv = normalize ? 1.0 / sqrt(s) : 1.0;
         for (int64_t j = 0; j < d; j++)
             out[i * d + j] = x[i * d + j] * inv;
     }

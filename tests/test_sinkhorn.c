@@ -1,82 +1,23 @@
-/* Sinkhorn-Knopp (SPEC.md §2): the reference case, an independent long-double implementation of
- * the direct form (long double holds e^1000, so it stays the plain reference far beyond the range
- * where float32 or float64 overflow), tiny epsilon, and the error paths. */
+/* Sinkhorn-Knopp (SPEC.md §2): the reference case, an independent float64 implementation (the
+ * direct form where float64 holds exp(S/eps), the log domain beyond), tiny epsilon, and the error
+ * paths. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "refsteps.h"
 #include "sinkhorn.h"
 #include "testutil.h"
 #include "vecmath.h"
 
-/* SPEC.md §2 as the reference code does it: Q = exp(S/eps), Q /= sum, T x (columns to 1/p, rows
- * to 1/n, each through F.normalize, which divides by max(sum, 1e-12)), times n. Where float64
- * exp(S/eps) overflows the reference has no finite result and the library promises the exact
- * Sinkhorn instead, i.e. this without the floor. */
-static double logsumexp_strided(const double *v, int64_t count, int64_t stride)
-{
-    double m = -INFINITY, sum = 0;
-    for (int64_t k = 0; k < count; k++)
-        m = fmax(m, v[k * stride]);
-    for (int64_t k = 0; k < count; k++)
-        sum += exp(v[k * stride] - m);
-    return m + log(sum);
-}
-
-/* The reference computation in float64 (SPEC.md §3). Where float64 exp(S/eps) is finite that is
- * the authors' code, floor included; beyond, the floor never applies and the exact Sinkhorn is
- * computed in the log domain (its first normalisation by the total is a common factor, which the
- * column sums cancel). No long double: valgrind computes those at float64 precision. */
+/* The float64 reference of refsteps.c on float32 scores. */
 static void reference_sinkhorn(int64_t n, int64_t p, const float *s, double eps, int iters, double *out)
 {
-    double *q = malloc((size_t)(n * p) * sizeof *q), max_x = -INFINITY, total = 0;
+    double *sd = malloc((size_t)(n * p) * sizeof *sd);
     for (int64_t k = 0; k < n * p; k++)
-        max_x = fmax(max_x, (double)s[k] / eps);
-    if (max_x > 709.782712893384) {
-        for (int64_t k = 0; k < n * p; k++)
-            q[k] = (double)s[k] / eps;
-        for (int it = 0; it < iters; it++) {
-            for (int64_t j = 0; j < p; j++) {
-                double lse = logsumexp_strided(q + j, n, p) + log((double)p);
-                for (int64_t i = 0; i < n; i++)
-                    q[i * p + j] -= lse;
-            }
-            for (int64_t i = 0; i < n; i++) {
-                double lse = logsumexp_strided(q + i * p, p, 1) + log((double)n);
-                for (int64_t j = 0; j < p; j++)
-                    q[i * p + j] -= lse;
-            }
-        }
-        for (int64_t k = 0; k < n * p; k++)
-            out[k] = exp(q[k]) * (double)n;
-        free(q);
-        return;
-    }
-    for (int64_t k = 0; k < n * p; k++) {
-        q[k] = exp((double)s[k] / eps);
-        total += q[k];
-    }
-    for (int64_t k = 0; k < n * p; k++)
-        q[k] /= total;
-    for (int it = 0; it < iters; it++) {
-        for (int64_t j = 0; j < p; j++) {
-            double c = 0;
-            for (int64_t i = 0; i < n; i++)
-                c += q[i * p + j];
-            for (int64_t i = 0; i < n; i++)
-                q[i * p + j] /= fmax(c, 1e-12) * (double)p;
-        }
-        for (int64_t i = 0; i < n; i++) {
-            double r = 0;
-            for (int64_t j = 0; j < p; j++)
-                r += q[i * p + j];
-            for (int64_t j = 0; j < p; j++)
-                q[i * p + j] /= fmax(r, 1e-12) * (double)n;
-        }
-    }
-    for (int64_t k = 0; k < n * p; k++)
-        out[k] = q[k] * (double)n;
-    free(q);
+        sd[k] = s[k];
+    tu_ref_sinkhorn(n, p, sd, eps, iters, out);
+    free(sd);
 }
 
 /* Deterministic pseudo-random scores in [lo, hi]. */

@@ -152,8 +152,8 @@ PROTOOD_API protood_status protood_bank_init_random(protood_bank *bank, int32_t 
                                                     uint64_t seed);
 
 /**
- * Initialise the prototypes from `n` feature rows `x` (n x D, raw: every row is n2-normalised
- * first) with their class `labels` (n values in [0, n_classes)). Parameters are not changed.
+ * Initialise the prototypes from `n` feature rows `x` (n x D, raw: every row is scaled to unit
+ * norm first, whatever its magnitude) with their class `labels` (n values in [0, n_classes)). Parameters are not changed.
  *
  * K = 1 (the CIDER reference): the prototype of class c is n2 of the mean of its normalised rows;
  * `seed` is not used.
@@ -348,7 +348,9 @@ PROTOOD_API protood_status protood_fpr_at_tpr(int64_t n_in, const float *s_in, i
  *     other prototype to contrast with).
  *   - grad (may be NULL): n x dim, dL/dh.
  * The bank's prototypes become the EMA-updated P' (a prototype no row was assigned to keeps its
- * row exactly). Both Sinkhorn passes are protood_sinkhorn's (any epsilon works, small ones in the
+ * row exactly; so does one whose update m p + (1 - m) u cancels to a norm <= 1e-12, possible
+ * only with MOMENTUM <= 0.5 and rows opposite to it, e.g. dim = 1: the reference would leave a
+ * zero vector there, and a kept prototype carries no gradient). Both Sinkhorn passes are protood_sinkhorn's (any epsilon works, small ones in the
  * log domain); Sinkhorn couples the rows of a batch, so results depend on the whole batch.
  * Errors: see the section comment above. Exclusive access to the bank. @since 0.1
  */
@@ -367,7 +369,9 @@ PROTOOD_API protood_status protood_palm_step(protood_bank *bank, int64_t n, cons
  *   - grad (may be NULL): n x dim, dL/dh, including the path of L_dis back through the sequential
  *     prototype updates of the batch's rows.
  * The rows update their class prototype one after the other in row order, so the order of the
- * batch matters, as in the reference. Errors: see the section comment above, plus STATE.
+ * batch matters, as in the reference. An update that cancels (m p + (1 - m) z of norm <= 1e-12:
+ * m <= 0.5 and z = -p, e.g. any row opposite to its prototype when dim = 1) is skipped, where the
+ * reference would leave a zero prototype; the row then gets no gradient through it. Errors: see the section comment above, plus STATE.
  * Exclusive access to the bank. @since 0.1
  */
 PROTOOD_API protood_status protood_cider_step(protood_bank *bank, int64_t n, const float *h,
@@ -489,9 +493,10 @@ PROTOOD_API protood_status protood_npy_write_i32(const char *path, int64_t n, co
 /*
  * A scorer is fitted once on in-distribution training features (plan once) and then scores any
  * number of query rows (execute many); SPEC.md §6 gives the formulas. By default every input row,
- * training and query alike, is first L2-normalised (x / max(|x|, 1e-12), in double); all-zero
- * rows cannot be normalised and are rejected as E_NONFINITE. With PROTOOD_SCORER_NORMALIZE = 0
- * rows are used as given (all-zero rows allowed).
+ * training and query alike, is first L2-normalised (x / |x|, in double: every non-zero row gets
+ * unit norm whatever its magnitude, 1e-30 or 1e30 alike); all-zero rows cannot be normalised and
+ * are rejected as E_NONFINITE. With PROTOOD_SCORER_NORMALIZE = 0 rows are used as given (all-zero
+ * rows allowed).
  *
  *   KNN          score = -|q - x_(k)|^2, the squared distance to the k-th nearest training row
  *                (exact search; not the mean over the k). k (PROTOOD_SCORER_K, default 50) must
@@ -573,7 +578,8 @@ PROTOOD_API protood_status protood_scorer_info(const protood_scorer *scorer, int
  * x as its prototypes; MAHALANOBIS and SSD keep only means and a dim x rank projection.
  * A refit replaces the fitted state only if it succeeds; on failure the scorer is as before.
  * Errors: INVALID_ARG (NULL scorer or x or labels, n < 1, k > n, n_classes out of range, a class
- * without rows, a zero covariance), NONFINITE (NaN/Inf, or an all-zero row when normalising),
+ * without rows, a zero covariance or, with NORMALIZE = 0, one too small for float32 projections:
+ * raw features spread by less than about 1e-31), NONFINITE (NaN/Inf, or an all-zero row when normalising),
  * LABEL, SHAPE (size overflow), NOMEM, INTERNAL (LAPACK failure). Needs exclusive access.
  * @since 0.1
  */
