@@ -10,8 +10,8 @@
 
 #include "protood.h"
 
-/* Sinkhorn in float64 (the log domain where exp(S/eps) overflows) on n x p scores; out gets N Q (every row summing to 1 where no floor
- * applies). */
+/* Sinkhorn in float64 (in the log domain where exp(S/eps) overflows) on n x p scores; out gets
+ * N Q (every row summing to 1 where no floor applies). */
 void tu_ref_sinkhorn(int64_t n, int64_t p, const double *s, double eps, int iters, double *out);
 
 /* ---- PALM (SPEC.md §3) ---- */
