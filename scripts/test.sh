@@ -4,7 +4,7 @@
 #   asan     (OpenBLAS, AddressSanitizer + UndefinedBehaviorSanitizer)
 #   blis     (BLIS + reference LAPACK)
 #   tsan     (OpenBLAS, ThreadSanitizer; clang, whose libomp TSan follows through archer: the Check
-#             suites and the example, see docs/reliability-concurrency-extremes.md)
+#             suites and the example, see docs/reliability.md)
 # then runs the release build's Check suites again under valgrind's memcheck (no invalid access,
 # no leak), and ends with one line "N passed, N failed" summed over every build.
 set -eu
