@@ -21,7 +21,7 @@ static double fd_step(const double *h, int64_t d)
     return sqrt(s) < 1e-12 ? 1e-18 : 1e-6;
 }
 
-static double max_abs_err(const float *got, const double *want, size_t n)
+double tu_max_abs_err(const float *got, const double *want, size_t n)
 {
     double e = 0, scale = 1;
     for (size_t k = 0; k < n; k++) {
@@ -336,7 +336,7 @@ tu_step_check tu_check_palm_step(const tu_palm_params *rp, protood_bank *b, int6
         c.gmax = fmax(c.gmax, fabs(fd[k]));
     }
     tu_assert_close_f32_f64(grad, fd, (size_t)(n * D), 1e-4, "grad vs finite differences");
-    c.err = max_abs_err(grad, fd, (size_t)(n * D));
+    c.err = tu_max_abs_err(grad, fd, (size_t)(n * D));
     printf("fd %s C=%lld K=%lld D=%lld k=%d m=%g lambda=%g eps=%g: max |grad| %.3g, pcon path %.3g, max err %.2e\n",
            y ? "supervised" : "unsupervised", (long long)rp->C, (long long)rp->K, (long long)D, rp->topk, rp->m,
            rp->lambda, rp->eps, c.gmax, c.path, c.err);
@@ -465,7 +465,7 @@ tu_step_check tu_check_cider_step(const tu_cider_params *rp, protood_bank *b, in
         c.gmax = fmax(c.gmax, fabs(fd[k]));
     }
     tu_assert_close_f32_f64(grad, fd, (size_t)(n * D), 1e-4, "grad vs finite differences");
-    c.err = max_abs_err(grad, fd, (size_t)(n * D));
+    c.err = tu_max_abs_err(grad, fd, (size_t)(n * D));
     printf("fd C=%lld D=%lld n=%lld m=%g w=%g: max |grad| %.3g, dispersion path %.3g, max err %.2e\n",
            (long long)C, (long long)D, (long long)n, rp->m, rp->w, c.gmax, c.path, c.err);
     free(fd);

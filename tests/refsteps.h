@@ -6,9 +6,13 @@
 #ifndef PROTOOD_REFSTEPS_H
 #define PROTOOD_REFSTEPS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "protood.h"
+
+/* max |got - want| relative to max(|want|, 1). */
+double tu_max_abs_err(const float *got, const double *want, size_t n);
 
 /* Sinkhorn in float64 (in the log domain where exp(S/eps) overflows) on n x p scores; out gets
  * N Q (every row summing to 1 where no floor applies). */

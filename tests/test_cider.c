@@ -10,18 +10,6 @@
 #include "refsteps.h"
 #include "testutil.h"
 
-static double max_abs_err(const float *got, const double *want, size_t n)
-{
-    double e = 0, scale = 1;
-    for (size_t k = 0; k < n; k++) {
-        if (fabs(want[k]) > scale)
-            scale = fabs(want[k]);
-        if (fabs(got[k] - want[k]) > e)
-            e = fabs(got[k] - want[k]);
-    }
-    return e / scale;
-}
-
 static void run_cider_case(const char *name)
 {
     tu_fixture *fx = tu_fixture_load(name);
@@ -67,8 +55,8 @@ static void run_cider_case(const char *name)
     double *p_want = tu_fixture_f64(fx, "prototypes_out.npy", &r, &c);
     ck_assert_int_eq(r * c, C * D);
     tu_assert_close_f32_f64(pout, p_want, (size_t)(C * D), 1e-4, "prototypes_out");
-    printf("%-20s loss rel %.2e  grad %.2e  protos %.2e\n", name, lerr, max_abs_err(grad, g_want, (size_t)(n * D)),
-           max_abs_err(pout, p_want, (size_t)(C * D)));
+    printf("%-20s loss rel %.2e  grad %.2e  protos %.2e\n", name, lerr, tu_max_abs_err(grad, g_want, (size_t)(n * D)),
+           tu_max_abs_err(pout, p_want, (size_t)(C * D)));
     free(g_want);
     free(p_want);
     free(pout);

@@ -12,18 +12,6 @@
 
 /* ---- reference cases ---------------------------------------------------------------------- */
 
-static double max_abs_err(const float *got, const double *want, size_t n)
-{
-    double e = 0, scale = 1;
-    for (size_t k = 0; k < n; k++) {
-        if (fabs(want[k]) > scale)
-            scale = fabs(want[k]);
-        if (fabs(got[k] - want[k]) > e)
-            e = fabs(got[k] - want[k]);
-    }
-    return e / scale;
-}
-
 static protood_bank *bank_from_fixture(const tu_fixture *fx, int64_t *n_out, float **h, int32_t **y)
 {
     int64_t C = (int64_t)tu_fixture_param(fx, "n_classes"), K = (int64_t)tu_fixture_param(fx, "n_protos");
@@ -102,7 +90,7 @@ static void run_palm_case(const char *name)
         ck_assert_int_eq(r, n);
         ck_assert_int_eq(c, P);
         tu_assert_close_f32_f64(got[k], want, (size_t)(n * P), 1e-4, mats[k]);
-        errs[k] = max_abs_err(got[k], want, (size_t)(n * P));
+        errs[k] = tu_max_abs_err(got[k], want, (size_t)(n * P));
         free(want);
     }
     double lerr = 0;
@@ -112,7 +100,7 @@ static void run_palm_case(const char *name)
             lerr = fabs(losses[k] - want) / fabs(want);
     }
     printf("%-26s loss rel %.2e  grad %.2e  protos %.2e  q1 %.2e  A %.2e  W %.2e\n", name, lerr,
-           max_abs_err(grad, g_want, (size_t)(n * D)), max_abs_err(pout, p_want, (size_t)(P * D)), errs[0], errs[1],
+           tu_max_abs_err(grad, g_want, (size_t)(n * D)), tu_max_abs_err(pout, p_want, (size_t)(P * D)), errs[0], errs[1],
            errs[2]);
 
     /* the public entry point computes exactly the same, and the bank ends identical */
