@@ -2,7 +2,7 @@
 # Install the Debian packages libprotood needs to build and test, only those that are missing.
 # Uses sudo when not run as root. Safe to run again. `deps.sh --list` prints the list only.
 set -eu
-packages="gcc g++ meson ninja-build pkg-config binutils check zlib1g-dev
+packages="gcc g++ clang libclang-rt-14-dev meson ninja-build pkg-config binutils check zlib1g-dev
           libopenblas-dev libblis-dev liblapack-dev abigail-tools python3 python3-numpy python3-sklearn
           python3-pytest python3-torch libfreetype-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin
           fonts-dejavu-core fonts-liberation fonts-freefont-ttf fonts-urw-base35"

@@ -3,6 +3,8 @@
 #   release  (OpenBLAS, -O2 -g)
 #   asan     (OpenBLAS, AddressSanitizer + UndefinedBehaviorSanitizer)
 #   blis     (BLIS + reference LAPACK)
+#   fuzz     (clang, libFuzzer + ASan + UBSan: each fuzz target fuzzed for PROTOOD_FUZZ_SECONDS,
+#             default 20; the other builds replay the committed fuzz corpus)
 # and ends with one line "N passed, N failed" summed over every build.
 set -eu
 cd "$(dirname "$0")/.."
@@ -22,14 +24,16 @@ configure() {  # name, meson options... (--reconfigure also picks up options add
 configure release -Dblas=openblas -Dcargo_tests=enabled
 configure asan -Dblas=openblas -Db_sanitize=address,undefined -Db_lundef=false
 configure blis -Dblas=blis -Dcargo_tests=enabled
+# Only the fuzz targets: the unit suites already run under the sanitizers in build/asan.
+(export CC=clang; configure fuzz -Dblas=openblas -Dfuzz=true -Db_lundef=false -Dtests=disabled -Dexamples=false)
 
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 status=0
-for name in release asan blis; do
+for name in release asan blis fuzz; do
     echo "== build/$name"
     meson compile -C "build/$name" >/dev/null || { echo "build/$name: build failed"; status=1; continue; }
     meson test -C "build/$name" --num-processes 2 --print-errorlogs | grep -E '^ *[0-9]+/[0-9]+ |^(Ok|Fail|Timeout):' || true
 done
-/usr/bin/python3 scripts/count_tests.py build/release build/asan build/blis || status=1
+/usr/bin/python3 scripts/count_tests.py build/release build/asan build/blis build/fuzz || status=1
 exit $status
