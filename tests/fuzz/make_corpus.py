@@ -97,6 +97,8 @@ put("f2_subnormal.npy", npy(np.array([6e-8, -6e-5, 65504, np.nan], dtype="<f2"))
 put("f8_range.npy", npy(np.array([1.0, 1e300], dtype="<f8")))
 put("i8_range.npy", npy(np.array([1, 2**40, -3], dtype="<i8")))
 put("i8_extremes.npy", npy(np.array([-2**63, 2**63 - 1, 2**31 - 1, -2**31], dtype="<i8")))
+# Nearest float32 of an int64 is one rounding away; through float64 it was two (a finding).
+put("i8_double_rounding.npy", npy(np.array([2**62 + 2**38 + 1, -(2**62 + 2**38 + 1)], dtype="<i8")))
 put("i4_extremes.npy", npy(np.array([-2**31, 2**31 - 1, 0], dtype=">i4")))
 put("empty_rows.npy", npy(np.zeros((0, 7), dtype="<f4")))
 put("empty_cols.npy", npy(np.zeros((3, 0), dtype="<f8")))
