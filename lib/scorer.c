@@ -733,6 +733,25 @@ static int all_finite_f64(const double *v, size_t n)
     return 1;
 }
 
+/* Stored rows must be rows fit could have left: unit vectors when the scorer normalises (fit
+ * normalises in double and rounds to float32; the slack is the bank format's), otherwise within
+ * the squared norm fit accepts. Other rows would score outside the kind's range, e.g. a
+ * PROTOTYPE "cosine" of 6e14, or overflow the float32 products. NULL if all pass. */
+#define STORED_NORM_TOLERANCE 1e-3
+static const char *check_stored_rows(const float *rows, int64_t n, int64_t dim, uint32_t normalize)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double sq = 0.0;
+        for (int64_t j = 0; j < dim; j++)
+            sq += (double)rows[i * dim + j] * rows[i * dim + j];
+        if (normalize && !(fabs(sqrt(sq) - 1.0) <= STORED_NORM_TOLERANCE))
+            return "a row is not unit-norm although normalize = 1";
+        if (!normalize && sq > MAX_RAW_SQ_NORM)
+            return "a row's squared norm exceeds what fit accepts with normalize = 0";
+    }
+    return NULL;
+}
+
 /* Read exactly rows x cols values of `elem` bytes into a new array, or fail as a format error. */
 static void *get_array(pood_reader *r, int64_t rows, int64_t cols, size_t elem)
 {
@@ -815,6 +834,8 @@ static protood_status parse(const char *func, const char *path, const unsigned c
             bad = "rows truncated";
         else if (!all_finite_f32(m->rows, (size_t)m->n_rows * (size_t)dim))
             bad = "non-finite value in the rows";
+        else
+            bad = check_stored_rows(m->rows, m->n_rows, dim, normalize);
     } else {
         m->n_centres = pood_get_i64(&r);
         m->rank = pood_get_i64(&r);

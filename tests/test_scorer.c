@@ -671,6 +671,58 @@ START_TEST(inconsistent_files_are_refused)
 }
 END_TEST
 
+/* Found by fuzzing (tests/fuzz/corpus/scorer/finding-proto-rows-not-unit.scorer): a file whose
+ * stored rows fit could never have produced loaded fine, and a PROTOTYPE scorer with normalize = 1
+ * then scored a "cosine" of 6e14. Rows must be unit vectors when normalize is 1 and within fit's
+ * squared-norm bound when it is 0. */
+START_TEST(stored_rows_must_be_what_fit_leaves)
+{
+    enum { n = 4, d = 3 };
+    float x[n * d];
+    uint64_t seed = 21;
+    for (int i = 0; i < n * d; i++)
+        x[i] = (float)(uniform(&seed) - 0.5);
+    static const struct {
+        int32_t kind;
+        int normalize;
+        float first; /* replaces row 0, column 0 */
+        const char *text;
+    } cases[] = {
+        {PROTOOD_SCORER_PROTOTYPE, 1, 3.0f, "not unit-norm"},
+        {PROTOOD_SCORER_KNN, 1, 3.0f, "not unit-norm"},
+        {PROTOOD_SCORER_KNN, 1, 0.0f, "not unit-norm"}, /* a zero row breaks the unit norm too */
+        {PROTOOD_SCORER_KNN, 0, 1e19f, "squared norm exceeds"},
+        {PROTOOD_SCORER_PROTOTYPE, 0, 1e19f, "squared norm exceeds"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        protood_scorer *s, *t = NULL;
+        ck_assert_int_eq(protood_scorer_create(&s, cases[c].kind, d), PROTOOD_OK);
+        ck_assert_int_eq(protood_scorer_set_param(s, PROTOOD_SCORER_NORMALIZE, cases[c].normalize), PROTOOD_OK);
+        if (cases[c].kind == PROTOOD_SCORER_KNN)
+            ck_assert_int_eq(protood_scorer_set_param(s, PROTOOD_SCORER_K, 2), PROTOOD_OK);
+        ck_assert_int_eq(protood_scorer_fit(s, n, x, NULL, 0), PROTOOD_OK);
+        size_t size;
+        unsigned char *buf = to_buffer(s, &size);
+        ck_assert_int_eq(protood_scorer_from_buffer(&t, buf, size), PROTOOD_OK); /* as saved: fine */
+        protood_scorer_free(t);
+        t = NULL;
+        /* payload at 48: n_rows, then the rows from 56; row 0 of unit norm (or small when raw) */
+        uint32_t bits;
+        memcpy(&bits, &cases[c].first, 4);
+        put_le(buf + 56, bits, 4);
+        if (cases[c].first == 0.0f) {
+            put_le(buf + 60, 0, 4);
+            put_le(buf + 64, 0, 4);
+        }
+        reseal(buf, size);
+        ASSERT_FAILS(protood_scorer_from_buffer(&t, buf, size), PROTOOD_E_FORMAT, cases[c].text);
+        ck_assert_ptr_null(t);
+        free(buf);
+        protood_scorer_free(s);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("scorer");
@@ -690,6 +742,7 @@ int main(void)
     tcase_add_test(tc, save_load_round_trip);
     tcase_add_test(tc, truncated_or_corrupt_data_is_refused);
     tcase_add_test(tc, inconsistent_files_are_refused);
+    tcase_add_test(tc, stored_rows_must_be_what_fit_leaves);
     suite_add_tcase(suite, tc);
     return tu_run_suite(suite);
 }
