@@ -53,6 +53,30 @@ const char *fuzz_file(const void *data, size_t size)
     return path;
 }
 
+static char scratch_dir[256];
+
+static void remove_scratch_dir(void)
+{
+    rmdir(scratch_dir); /* the targets unlink their files; an abort leaves the directory */
+}
+
+const char *fuzz_scratch_path(const char *name)
+{
+    static char path[512];
+    if (!scratch_dir[0]) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(scratch_dir, sizeof scratch_dir, "%s/protood-fuzz-XXXXXX",
+                 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(scratch_dir)) {
+            perror("fuzz_scratch_path: mkdtemp");
+            abort();
+        }
+        atexit(remove_scratch_dir);
+    }
+    snprintf(path, sizeof path, "%s/%s", scratch_dir, name);
+    return path;
+}
+
 unsigned char *fuzz_fix_crc(const uint8_t *data, size_t size)
 {
     if (size < 4)

@@ -30,6 +30,11 @@ void fuzz_check_failure(protood_status st, const char *func, const protood_statu
  * every execution does not touch the disk). Valid until the next call; one file per process. */
 const char *fuzz_file(const void *data, size_t size);
 
+/* A path for a file the library writes (its writers replace files atomically, so they need a
+ * real directory): `name` in a directory of this process under /dev/shm (memory, so a write's
+ * fsync costs nothing), or under $TMPDIR or /tmp without it; removed at exit. */
+const char *fuzz_scratch_path(const char *name);
+
 /* A malloc'd copy of a bank or scorer image whose last four bytes are replaced by the CRC-32 of
  * the rest, as the writers put it: lets mutations reach the parsing behind the checksum, which a
  * random change fails almost always. NULL when size < 4. */
