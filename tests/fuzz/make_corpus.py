@@ -284,7 +284,7 @@ ARGV = {
     "err_unknown": ["score", "--method", "knn", "--train", "t", "--id", "i", "--ood", "a=1", "--bogus"],
     "err_threads": ["score", "--method", "knn", "--train", "t", "--id", "i", "--ood", "a=1", "--threads"],
     "err_threads_big": ["score", "--method", "knn", "--train", "t", "--id", "i", "--ood", "a=1",
-                        "--threads", "99999999999"],
+                        "--threads", "4294967295"],
     "metrics": ["metrics", "--id", "id.npy", "--ood", "o.npy", "--fpr", "percentile", "--json"],
     "metrics_equals": ["metrics", "--id=id.npy", "--ood=o.npy", "--fpr=knn"],
     "err_metrics": ["metrics", "--id", "id.npy"],
