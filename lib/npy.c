@@ -446,6 +446,15 @@ static int64_t element_as_int64(const unsigned char *p, const pood_npy_header *h
     return v;
 }
 
+/* The nearest float32 of an element. An int64 converts directly: through double it would be
+ * rounded twice, and a value near the midpoint of two floats could land on the wrong one. */
+static float element_as_float(const unsigned char *p, const pood_npy_header *h)
+{
+    if (h->dtype == PROTOOD_DTYPE_I64)
+        return (float)element_as_int64(p, h);
+    return (float)element_as_double(p, h);
+}
+
 /* Row-major destination index of the i-th element in file order. */
 static size_t dest_index(size_t i, const pood_npy_header *h)
 {
@@ -538,7 +547,7 @@ protood_status protood_npy_read_f32(const char *path, int64_t rows, int64_t cols
         }
     }
     for (size_t i = 0; i < count; i++)
-        out[dest_index(i, &h)] = (float)element_as_double(raw + i * h.itemsize, &h);
+        out[dest_index(i, &h)] = element_as_float(raw + i * h.itemsize, &h);
     free(raw);
     return PROTOOD_OK;
 }

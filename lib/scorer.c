@@ -738,6 +738,64 @@ static int all_finite_f64(const double *v, size_t n)
     return 1;
 }
 
+/* Stored rows must be rows fit could have left: unit vectors when the scorer normalises (fit
+ * normalises in double and rounds to float32; the slack is the bank format's), otherwise within
+ * the squared norm fit accepts. Other rows would score outside the kind's range, e.g. a
+ * PROTOTYPE "cosine" of 6e14, or overflow the float32 products. NULL if all pass. */
+#define STORED_NORM_TOLERANCE 1e-3
+static const char *check_stored_rows(const float *rows, int64_t n, int64_t dim, uint32_t normalize)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double sq = 0.0;
+        for (int64_t j = 0; j < dim; j++)
+            sq += (double)rows[i * dim + j] * rows[i * dim + j];
+        if (normalize && !(fabs(sqrt(sq) - 1.0) <= STORED_NORM_TOLERANCE))
+            return "a row is not unit-norm although normalize = 1";
+        if (!normalize && sq > MAX_RAW_SQ_NORM)
+            return "a row's squared norm exceeds what fit accepts with normalize = 0";
+    }
+    return NULL;
+}
+
+/* A Gaussian model's origin is its training mean, so it obeys the rows' bound. With normalize = 1
+ * every query has norm 1, so |q - origin| <= 2 per coordinate, and the float32 products of
+ * scoring (p = W^T (q - origin), then p . m_c) are bounded by the model alone: keep every partial
+ * sum of p under 1e30 and |p| |m_c| under 1e38 (float32 ends at 3.4e38), or a score could be NaN
+ * (inf - inf). Fitted models are far inside (W scales as 1/sqrt of eigenvalues kept above
+ * D * 2.2e-16 of the largest); a stored origin coordinate of 5e80 was not. Queries of a raw model
+ * are bounded only by fit's 1e36 squared norm, and fit itself can make models whose extreme
+ * queries overflow, so no such bound is imposed there. NULL if the model passes. */
+#define GAUSS_P_LIMIT 1e30
+#define GAUSS_CROSS_LIMIT 1e38
+static const char *check_gauss_range(const pood_model *m, int64_t dim, uint32_t normalize)
+{
+    double sq = 0.0;
+    for (int64_t j = 0; j < dim; j++)
+        sq += m->origin[j] * m->origin[j];
+    if (normalize ? !(sqrt(sq) <= 1.0 + STORED_NORM_TOLERANCE) : !(sq <= MAX_RAW_SQ_NORM))
+        return "origin outside the range of a training mean";
+    if (!normalize)
+        return NULL;
+    double p_sq = 0.0, m_max = 0.0;
+    for (int64_t t = 0; t < m->rank; t++) {
+        double col = 0.0; /* bounds |p_t| and each of its partial sums */
+        for (int64_t j = 0; j < dim; j++)
+            col += 2.0 * fabs((double)m->proj[j * m->rank + t]);
+        if (!(col <= GAUSS_P_LIMIT))
+            return "projection too large for float32 scoring";
+        p_sq += col * col;
+    }
+    for (int64_t c = 0; c < m->n_centres; c++) {
+        double c_sq = 0.0;
+        for (int64_t t = 0; t < m->rank; t++)
+            c_sq += m->centres[c * m->rank + t] * m->centres[c * m->rank + t];
+        m_max = sqrt(c_sq) > m_max ? sqrt(c_sq) : m_max;
+    }
+    if (!(sqrt(p_sq) * m_max <= GAUSS_CROSS_LIMIT) || !(m_max <= GAUSS_P_LIMIT))
+        return "projected centres too large for float32 scoring";
+    return NULL;
+}
+
 /* Read exactly rows x cols values of `elem` bytes into a new array, or fail as a format error. */
 static void *get_array(pood_reader *r, int64_t rows, int64_t cols, size_t elem)
 {
@@ -820,6 +878,8 @@ static protood_status parse(const char *func, const char *path, const unsigned c
             bad = "rows truncated";
         else if (!all_finite_f32(m->rows, (size_t)m->n_rows * (size_t)dim))
             bad = "non-finite value in the rows";
+        else
+            bad = check_stored_rows(m->rows, m->n_rows, dim, normalize);
     } else {
         m->n_centres = pood_get_i64(&r);
         m->rank = pood_get_i64(&r);
@@ -843,6 +903,8 @@ static protood_status parse(const char *func, const char *path, const unsigned c
             for (int64_t t = 0; t < m->rank && !bad; t++)
                 if (m->signs[t] != 1.0 && m->signs[t] != -1.0)
                     bad = "eigenvalue sign other than +1 or -1";
+            if (!bad)
+                bad = check_gauss_range(m, dim, normalize);
         }
     }
     if (!bad && st == PROTOOD_OK && pood_reader_left(&r) != 0)

@@ -2,8 +2,9 @@
 # Install the Debian packages libprotood needs to build and test, only those that are missing.
 # Uses sudo when not run as root. Safe to run again. `deps.sh --list` prints the list only.
 set -eu
-# clang and libomp-dev (LLVM's OpenMP with its ThreadSanitizer tool, archer): the TSan build.
-packages="gcc g++ clang libomp-dev meson ninja-build pkg-config binutils check zlib1g-dev
+# clang with libclang-rt-14-dev (libFuzzer) and libomp-dev (LLVM's OpenMP with its ThreadSanitizer
+# tool, archer): the fuzz and TSan builds.
+packages="gcc g++ clang libclang-rt-14-dev libomp-dev meson ninja-build pkg-config binutils check zlib1g-dev
           libopenblas-dev libblis-dev liblapack-dev abigail-tools python3 python3-numpy python3-sklearn
           python3-pytest python3-torch libfreetype-dev dataset-fashion-mnist libopenmpi-dev openmpi-bin
           valgrind fonts-dejavu-core fonts-liberation fonts-freefont-ttf fonts-urw-base35"

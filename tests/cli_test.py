@@ -279,6 +279,9 @@ def usage_errors_exit_2():
     expect_error(2, "needs --bank", "score", "--method", "proto", "--id", P("id.npy"), *SETS)
     expect_error(2, "unknown argument '--bogus'", *BASE, *SETS, "--bogus")
     expect_error(2, "--threads needs a value", *BASE, *SETS, "--threads")
+    # Found in review with the fuzz target: values beyond int32 used to wrap (4294967295 became -1,
+    # and the option was silently ignored).
+    expect_error(2, "--threads: '4294967295' is not a positive integer", *BASE, *SETS, "--threads", "4294967295")
     expect_error(2, "are required", "metrics", "--id", P("id.npy"))
 
 

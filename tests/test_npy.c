@@ -145,6 +145,38 @@ START_TEST(range_checked_conversions)
 }
 END_TEST
 
+/* Found while writing the fuzz target's independent decoder (tests/fuzz/fuzz_npy.c): int64 went
+ * through float64 on its way to float32, and 2^62 + 2^38 + 1, just above the midpoint between two
+ * floats, became 2^62 + 2^38 (the midpoint) and then 2^62 by ties-to-even, instead of the nearest
+ * float 2^62 + 2^39. */
+START_TEST(int64_converts_to_the_nearest_float32)
+{
+    char *dir = tu_mkdtemp();
+    char *path = tu_path(dir, "big.npy");
+    static const char dict[] = "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }\n";
+    const int64_t v[3] = {(INT64_C(1) << 62) + (INT64_C(1) << 38) + 1, -((INT64_C(1) << 62) + (INT64_C(1) << 38) + 1),
+                          INT64_MAX};
+    unsigned char buf[256];
+    size_t n = strlen(dict);
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (unsigned char)n;
+    buf[9] = 0;
+    memcpy(buf + 10, dict, n);
+    for (int i = 0; i < 3; i++)
+        for (int b = 0; b < 8; b++) /* little-endian whatever the host */
+            buf[10 + n + 8 * (size_t)i + (size_t)b] = (unsigned char)((uint64_t)v[i] >> (8 * b));
+    tu_write_bytes(path, buf, 10 + n + 24);
+    float f[3];
+    ck_assert_int_eq(protood_npy_read_f32(path, 3, 1, f), PROTOOD_OK);
+    ck_assert(f[0] == 0x1.000002p62f);   /* 2^62 + 2^39 */
+    ck_assert(f[1] == -0x1.000002p62f);
+    ck_assert(f[2] == 0x1p63f);
+    tu_rmtree(dir);
+    free(path);
+    free(dir);
+}
+END_TEST
+
 START_TEST(empty_array)
 {
     char *path = sample("empty_f4.npy");
@@ -407,6 +439,7 @@ static Suite *npy_suite(void)
     tcase_add_test(tc, reads_one_dimensional_files_and_labels);
     tcase_add_test(tc, rejects_what_numpy_writes_but_we_do_not_read);
     tcase_add_test(tc, range_checked_conversions);
+    tcase_add_test(tc, int64_converts_to_the_nearest_float32);
     tcase_add_test(tc, empty_array);
     tcase_add_test(tc, shape_and_argument_errors);
     suite_add_tcase(s, tc);

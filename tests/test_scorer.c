@@ -671,6 +671,118 @@ START_TEST(inconsistent_files_are_refused)
 }
 END_TEST
 
+/* Found by fuzzing (tests/fuzz/corpus/scorer/finding-proto-rows-not-unit.scorer): a file whose
+ * stored rows fit could never have produced loaded fine, and a PROTOTYPE scorer with normalize = 1
+ * then scored a "cosine" of 6e14. Rows must be unit vectors when normalize is 1 and within fit's
+ * squared-norm bound when it is 0. */
+START_TEST(stored_rows_must_be_what_fit_leaves)
+{
+    enum { n = 4, d = 3 };
+    float x[n * d];
+    uint64_t seed = 21;
+    for (int i = 0; i < n * d; i++)
+        x[i] = (float)(uniform(&seed) - 0.5);
+    static const struct {
+        int32_t kind;
+        int normalize;
+        float first; /* replaces row 0, column 0 */
+        const char *text;
+    } cases[] = {
+        {PROTOOD_SCORER_PROTOTYPE, 1, 3.0f, "not unit-norm"},
+        {PROTOOD_SCORER_KNN, 1, 3.0f, "not unit-norm"},
+        {PROTOOD_SCORER_KNN, 1, 0.0f, "not unit-norm"}, /* a zero row breaks the unit norm too */
+        {PROTOOD_SCORER_KNN, 0, 1e19f, "squared norm exceeds"},
+        {PROTOOD_SCORER_PROTOTYPE, 0, 1e19f, "squared norm exceeds"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        protood_scorer *s, *t = NULL;
+        ck_assert_int_eq(protood_scorer_create(&s, cases[c].kind, d), PROTOOD_OK);
+        ck_assert_int_eq(protood_scorer_set_param(s, PROTOOD_SCORER_NORMALIZE, cases[c].normalize), PROTOOD_OK);
+        if (cases[c].kind == PROTOOD_SCORER_KNN)
+            ck_assert_int_eq(protood_scorer_set_param(s, PROTOOD_SCORER_K, 2), PROTOOD_OK);
+        ck_assert_int_eq(protood_scorer_fit(s, n, x, NULL, 0), PROTOOD_OK);
+        size_t size;
+        unsigned char *buf = to_buffer(s, &size);
+        ck_assert_int_eq(protood_scorer_from_buffer(&t, buf, size), PROTOOD_OK); /* as saved: fine */
+        protood_scorer_free(t);
+        t = NULL;
+        /* payload at 48: n_rows, then the rows from 56; row 0 of unit norm (or small when raw) */
+        uint32_t bits;
+        memcpy(&bits, &cases[c].first, 4);
+        put_le(buf + 56, bits, 4);
+        if (cases[c].first == 0.0f) {
+            put_le(buf + 60, 0, 4);
+            put_le(buf + 64, 0, 4);
+        }
+        reseal(buf, size);
+        ASSERT_FAILS(protood_scorer_from_buffer(&t, buf, size), PROTOOD_E_FORMAT, cases[c].text);
+        ck_assert_ptr_null(t);
+        free(buf);
+        protood_scorer_free(s);
+    }
+}
+END_TEST
+
+/* Found by fuzzing (tests/fuzz/corpus/scorer/finding-ssd-origin-beyond-float.scorer): an SSD
+ * model whose stored origin had a coordinate of 5e80 loaded, and every score was NaN (the centred
+ * query overflowed float32 and met a zero in the projection). A normalising Gaussian model must
+ * keep the float32 products of scoring finite; a raw one only needs a plausible origin. */
+START_TEST(gaussian_models_must_score_in_float32)
+{
+    enum { n = 10, d = 3 };
+    float x[n * d];
+    uint64_t seed = 5;
+    for (int i = 0; i < n * d; i++)
+        x[i] = (float)(uniform(&seed) - 0.5);
+    static const struct {
+        int normalize;
+        int field; /* 0 origin[0], 1 proj[0][0], 2 centres[0][0] */
+        double value;
+        const char *text; /* NULL: still loads */
+    } cases[] = {
+        {1, 0, 5e80, "origin outside"},
+        {1, 0, 2.0, "origin outside"},          /* the mean of unit rows has norm <= 1 */
+        {0, 0, 2.0, NULL},                      /* raw rows may have any mean within fit's bound */
+        {0, 0, 5e80, "origin outside"},
+        {1, 1, 1e36, "projection too large"},
+        {0, 1, 1e36, NULL},                     /* raw: not bounded at load (see lib/scorer.c) */
+        {1, 2, 1e37, "projected centres too large"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        protood_scorer *s, *t = NULL;
+        ck_assert_int_eq(protood_scorer_create(&s, PROTOOD_SCORER_SSD, d), PROTOOD_OK);
+        ck_assert_int_eq(protood_scorer_set_param(s, PROTOOD_SCORER_NORMALIZE, cases[c].normalize), PROTOOD_OK);
+        ck_assert_int_eq(protood_scorer_fit(s, n, x, NULL, 0), PROTOOD_OK);
+        int64_t rank = s->model->rank;
+        size_t size;
+        unsigned char *buf = to_buffer(s, &size);
+        ck_assert_int_eq(protood_scorer_from_buffer(&t, buf, size), PROTOOD_OK); /* as saved: fine */
+        protood_scorer_free(t);
+        t = NULL;
+        /* payload: n_centres 48, rank 56, origin 64 (d doubles), proj (d x rank floats), signs
+         * (rank doubles), centres (rank doubles for SSD's one centre) */
+        size_t proj_at = 64 + 8 * d, centres_at = proj_at + 4 * (size_t)(d * rank) + 8 * (size_t)rank;
+        if (cases[c].field == 1) {
+            float v = (float)cases[c].value;
+            memcpy(buf + proj_at, &v, 4);
+        } else {
+            memcpy(buf + (cases[c].field == 0 ? 64 : centres_at), &cases[c].value, 8);
+        }
+        reseal(buf, size);
+        if (cases[c].text) {
+            ASSERT_FAILS(protood_scorer_from_buffer(&t, buf, size), PROTOOD_E_FORMAT, cases[c].text);
+            ck_assert_ptr_null(t);
+        } else {
+            ck_assert_msg(protood_scorer_from_buffer(&t, buf, size) == PROTOOD_OK, "case %zu: %s", c,
+                          protood_last_error());
+            protood_scorer_free(t);
+        }
+        free(buf);
+        protood_scorer_free(s);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("scorer");
@@ -690,6 +802,8 @@ int main(void)
     tcase_add_test(tc, save_load_round_trip);
     tcase_add_test(tc, truncated_or_corrupt_data_is_refused);
     tcase_add_test(tc, inconsistent_files_are_refused);
+    tcase_add_test(tc, stored_rows_must_be_what_fit_leaves);
+    tcase_add_test(tc, gaussian_models_must_score_in_float32);
     suite_add_tcase(suite, tc);
     return tu_run_suite(suite);
 }

@@ -51,11 +51,8 @@ static void print_scorer(const char *path, const protood_scorer *scorer)
     printf("  normalize %s\n", normalize != 0 ? "on" : "off");
 }
 
-int cli_inspect(int argc, char **argv)
+int cli_inspect(const char *path)
 {
-    if (argc != 2)
-        cli_die(EXIT_USAGE, "inspect takes one FILE (see 'protood help inspect')");
-    const char *path = argv[1];
     FILE *f = fopen(path, "rb");
     if (!f)
         cli_die(EXIT_DATA, "%s: cannot open", path);

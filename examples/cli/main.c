@@ -79,50 +79,47 @@ static const char *usage_inspect =
     "example:\n"
     "   protood inspect train.npy\n";
 
+/* The topic was checked by the parser: NULL and "help" give the overview. */
 void cli_help(const char *topic)
 {
-    if (!topic)
-        fputs(usage_main, stdout);
-    else if (strcmp(topic, "score") == 0)
+    if (topic && strcmp(topic, "score") == 0)
         fputs(usage_score, stdout);
-    else if (strcmp(topic, "metrics") == 0)
+    else if (topic && strcmp(topic, "metrics") == 0)
         fputs(usage_metrics, stdout);
-    else if (strcmp(topic, "inspect") == 0)
+    else if (topic && strcmp(topic, "inspect") == 0)
         fputs(usage_inspect, stdout);
-    else if (strcmp(topic, "help") == 0)
-        fputs(usage_main, stdout);
     else
-        cli_die(EXIT_USAGE, "help: no command '%s' (score, metrics, inspect)", topic);
+        fputs(usage_main, stdout);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
+    cli_args a;
+    int code = cli_parse_args(argc, argv, &a);
+    if (code != 0)
+        cli_die(code, "%s", a.error);
+    switch (a.command) {
+    case CLI_USAGE:
         fputs(usage_main, stderr);
-        return EXIT_USAGE;
-    }
-    const char *cmd = argv[1];
-    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        code = EXIT_USAGE;
+        break;
+    case CLI_VERSION:
         printf("protood %s (libprotood %s, ABI %u; %s)\n", PROTOOD_VERSION_STRING, protood_version_string(),
                protood_abi_version(), protood_build_info());
-        return 0;
+        break;
+    case CLI_HELP:
+        cli_help(a.help_topic);
+        break;
+    case CLI_SCORE:
+        code = cli_score(&a.score);
+        break;
+    case CLI_METRICS:
+        code = cli_metrics_cmd(&a.metrics);
+        break;
+    case CLI_INSPECT:
+        code = cli_inspect(a.inspect_path);
+        break;
     }
-    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-        if (argc > 3)
-            cli_die(EXIT_USAGE, "help takes at most one command name");
-        cli_help(argc == 3 ? argv[2] : NULL);
-        return 0;
-    }
-    for (int i = 2; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            cli_help(cmd);
-            return 0;
-        }
-    if (strcmp(cmd, "score") == 0)
-        return cli_score(argc - 1, argv + 1);
-    if (strcmp(cmd, "metrics") == 0)
-        return cli_metrics_cmd(argc - 1, argv + 1);
-    if (strcmp(cmd, "inspect") == 0)
-        return cli_inspect(argc - 1, argv + 1);
-    cli_die(EXIT_USAGE, "'%s' is not a command; see 'protood help'", cmd);
+    cli_args_free(&a);
+    return code;
 }

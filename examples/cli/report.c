@@ -4,32 +4,6 @@
 
 #include "cli.h"
 
-static const struct {
-    const char *name;
-    int32_t convention;
-} fpr_names[] = {
-    {"roc", PROTOOD_FPR_ROC},
-    {"knn", PROTOOD_FPR_KNN},
-    {"percentile", PROTOOD_FPR_PERCENTILE},
-    {"ood_positive", PROTOOD_FPR_OOD_POSITIVE},
-};
-
-int32_t cli_parse_fpr(const char *name)
-{
-    for (size_t i = 0; i < sizeof fpr_names / sizeof fpr_names[0]; i++)
-        if (strcmp(name, fpr_names[i].name) == 0)
-            return fpr_names[i].convention;
-    cli_die(EXIT_USAGE, "--fpr: unknown convention '%s' (roc, knn, percentile or ood_positive)", name);
-}
-
-const char *cli_fpr_name(int32_t convention)
-{
-    for (size_t i = 0; i < sizeof fpr_names / sizeof fpr_names[0]; i++)
-        if (fpr_names[i].convention == convention)
-            return fpr_names[i].name;
-    return "?";
-}
-
 void cli_evaluate(int64_t n_in, const float *s_in, int64_t n_out, const float *s_out, int32_t convention,
                   const char *ood_name, cli_metrics *out)
 {
