@@ -446,12 +446,29 @@ static int64_t element_as_int64(const unsigned char *p, const pood_npy_header *h
     return v;
 }
 
-/* The nearest float32 of an element. An int64 converts directly: through double it would be
- * rounded twice, and a value near the midpoint of two floats could land on the wrong one. */
+/* The nearest float32 (ties to even) of an int64, rounded once. Through double it would be rounded
+ * twice, and a value near the midpoint of two floats could land on the wrong one; a plain
+ * (float) cast is right on x86-64 hardware, but not under every emulator (valgrind rounds it
+ * through double), so the rounding is spelled out. */
+static float int64_to_nearest_float(int64_t v)
+{
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    if (u < (1ull << 53))
+        return (float)(double)v; /* exact in double: one rounding */
+    int shift = 0;
+    while ((u >> shift) >= (1ull << 24))
+        shift++;
+    uint64_t kept = u >> shift, rest = u & ((1ull << shift) - 1), half = 1ull << (shift - 1);
+    kept += rest > half || (rest == half && (kept & 1));
+    float f = ldexpf((float)kept, shift); /* kept <= 2^24: exact */
+    return v < 0 ? -f : f;
+}
+
+/* The nearest float32 of an element. */
 static float element_as_float(const unsigned char *p, const pood_npy_header *h)
 {
     if (h->dtype == PROTOOD_DTYPE_I64)
-        return (float)element_as_int64(p, h);
+        return int64_to_nearest_float(element_as_int64(p, h));
     return (float)element_as_double(p, h);
 }
 

@@ -153,24 +153,29 @@ START_TEST(int64_converts_to_the_nearest_float32)
 {
     char *dir = tu_mkdtemp();
     char *path = tu_path(dir, "big.npy");
-    static const char dict[] = "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }\n";
-    const int64_t v[3] = {(INT64_C(1) << 62) + (INT64_C(1) << 38) + 1, -((INT64_C(1) << 62) + (INT64_C(1) << 38) + 1),
-                          INT64_MAX};
+    static const char dict[] = "{'descr': '<i8', 'fortran_order': False, 'shape': (6,), }\n";
+    const int64_t v[6] = {(INT64_C(1) << 62) + (INT64_C(1) << 38) + 1, -((INT64_C(1) << 62) + (INT64_C(1) << 38) + 1),
+                          INT64_MAX, INT64_MIN,
+                          /* exact midpoints: ties go to the even neighbour */
+                          (INT64_C(1) << 62) + (INT64_C(1) << 38), (INT64_C(1) << 62) + 3 * (INT64_C(1) << 38)};
     unsigned char buf[256];
     size_t n = strlen(dict);
     memcpy(buf, "\x93NUMPY\x01\x00", 8);
     buf[8] = (unsigned char)n;
     buf[9] = 0;
     memcpy(buf + 10, dict, n);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 6; i++)
         for (int b = 0; b < 8; b++) /* little-endian whatever the host */
             buf[10 + n + 8 * (size_t)i + (size_t)b] = (unsigned char)((uint64_t)v[i] >> (8 * b));
-    tu_write_bytes(path, buf, 10 + n + 24);
-    float f[3];
-    ck_assert_int_eq(protood_npy_read_f32(path, 3, 1, f), PROTOOD_OK);
+    tu_write_bytes(path, buf, 10 + n + 48);
+    float f[6];
+    ck_assert_int_eq(protood_npy_read_f32(path, 6, 1, f), PROTOOD_OK);
     ck_assert(f[0] == 0x1.000002p62f);   /* 2^62 + 2^39 */
     ck_assert(f[1] == -0x1.000002p62f);
     ck_assert(f[2] == 0x1p63f);
+    ck_assert(f[3] == -0x1p63f);
+    ck_assert(f[4] == 0x1p62f);          /* 2^62 (even) rather than 2^62 + 2^39 */
+    ck_assert(f[5] == 0x1.000004p62f);   /* 2^62 + 2^40 (even) rather than 2^62 + 2^39 */
     tu_rmtree(dir);
     free(path);
     free(dir);
