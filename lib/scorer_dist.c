@@ -196,6 +196,24 @@ protood_status pood_scorer_fit_dist(const char *func, protood_scorer *s, int64_t
     return fit_gauss(func, s, n, x, labels, n_classes, st);
 }
 
+/* Put v at the root of the max-heap heap[0 .. size) and sift it down to its place. */
+static void heap_sift_down(double *heap, int64_t size, double v)
+{
+    int64_t at = 0;
+    for (;;) {
+        int64_t c = 2 * at + 1;
+        if (c >= size)
+            break;
+        if (c + 1 < size && heap[c + 1] > heap[c])
+            c++;
+        if (!(heap[c] > v))
+            break;
+        heap[at] = heap[c];
+        at = c;
+    }
+    heap[at] = v;
+}
+
 /* The kr smallest of the double distances from `query` to the shard's rows, ascending, in out;
  * heap (kr doubles) is scratch. */
 static void shard_nearest(const pood_model *m, int64_t d, const float *query, int64_t kr, double *heap,
@@ -209,47 +227,22 @@ static void shard_nearest(const pood_model *m, int64_t d, const float *query, in
             double t = (double)query[j] - (double)x[j];
             v += t * t;
         }
-        int64_t at;
         if (fill < kr) { /* sift up */
-            at = fill++;
+            int64_t at = fill++;
             while (at > 0 && heap[(at - 1) / 2] < v) {
                 heap[at] = heap[(at - 1) / 2];
                 at = (at - 1) / 2;
             }
             heap[at] = v;
-        } else if (v < heap[0]) { /* replace the root, sift down */
-            at = 0;
-            for (;;) {
-                int64_t c = 2 * at + 1;
-                if (c >= kr)
-                    break;
-                if (c + 1 < kr && heap[c + 1] > heap[c])
-                    c++;
-                if (!(heap[c] > v))
-                    break;
-                heap[at] = heap[c];
-                at = c;
-            }
-            heap[at] = v;
+        } else if (v < heap[0]) {
+            heap_sift_down(heap, kr, v); /* replaces the root, the largest */
         }
     }
     /* heap sort in place: repeatedly move the maximum to the end */
     for (int64_t end = kr - 1; end > 0; end--) {
-        double top = heap[0], v = heap[end];
-        heap[end] = top;
-        int64_t at = 0;
-        for (;;) {
-            int64_t c = 2 * at + 1;
-            if (c >= end)
-                break;
-            if (c + 1 < end && heap[c + 1] > heap[c])
-                c++;
-            if (!(heap[c] > v))
-                break;
-            heap[at] = heap[c];
-            at = c;
-        }
-        heap[at] = v;
+        double v = heap[end];
+        heap[end] = heap[0];
+        heap_sift_down(heap, end, v);
     }
     memcpy(out, heap, (size_t)kr * sizeof *out);
 }

@@ -259,6 +259,23 @@ class _Handle:
     def _c(cls, op):
         return getattr(lib, "protood_%s_%s" % (cls._c_name, op))
 
+    def __del__(self):
+        h, self._h = getattr(self, "_h", None), None
+        if h and lib is not None:
+            self._c("free")(h)
+
+    def close(self):
+        """Free the C handle now (otherwise done when the object is collected)."""
+        with self._lock.exclusive():
+            self.__del__()
+
+    @property
+    def _handle(self):
+        if not self._h:
+            raise errors.StateError(errors.E_STATE,
+                                    "%s: the %s has been closed" % (type(self).__name__, self._c_name))
+        return self._h
+
 
 class _Persistent(_Handle):
     """save/load, bytes, copies and pickling, shared by Bank and Scorer: the C functions are
@@ -433,22 +450,6 @@ class Bank(_Persistent, _Reducible):
         check(lib.protood_bank_shape(handle, ctypes.byref(c), ctypes.byref(k), ctypes.byref(d)))
         self.n_classes, self.protos_per_class, self.dim = c.value, k.value, d.value
         self.n_prototypes = c.value * k.value
-
-    def __del__(self):
-        h, self._h = getattr(self, "_h", None), None
-        if h and lib is not None:
-            lib.protood_bank_free(h)
-
-    def close(self):
-        """Free the C bank now (otherwise done when the object is collected)."""
-        with self._lock.exclusive():
-            self.__del__()
-
-    @property
-    def _handle(self):
-        if not self._h:
-            raise errors.StateError(errors.E_STATE, "Bank: the bank has been closed")
-        return self._h
 
     def __repr__(self):
         if not self._h:
@@ -720,22 +721,6 @@ class Scorer(_Persistent, _Reducible):
         self._kind = kind.value
         self.dim = dim.value
         return self
-
-    def __del__(self):
-        h, self._h = getattr(self, "_h", None), None
-        if h and lib is not None:
-            lib.protood_scorer_free(h)
-
-    def close(self):
-        """Free the C scorer now (otherwise done when the object is collected)."""
-        with self._lock.exclusive():
-            self.__del__()
-
-    @property
-    def _handle(self):
-        if not self._h:
-            raise errors.StateError(errors.E_STATE, "Scorer: the scorer has been closed")
-        return self._h
 
     @property
     def kind(self):
